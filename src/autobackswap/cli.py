@@ -1,0 +1,211 @@
+"""Command-line interface: parses arguments and calls the library, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .errors import AutoBackSwapError
+
+log = logging.getLogger("autobackswap")
+
+def csv_ints(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def csv_strs(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("classifier training")
+    g.add_argument("--image-size", type=int, default=64, help="working size in px; images are resized to a square (default 64)")
+    g.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    g.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    g.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate, cosine decay (default 3e-3)")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default 5e-4)")
+    g.add_argument("--model", default="small_resnet", help="classifier from the model registry (default small_resnet)")
+    g.add_argument("--width", type=int, default=24, help="base channel width of the classifier (default 24)")
+    g.add_argument("--model-weights", default=None, help="optional local state dict to initialise the classifier")
+    g.add_argument("--no-hflip", action="store_true", help="disable horizontal-flip augmentation (wrong for digits, text)")
+
+
+def train_config(args: argparse.Namespace, seed: int = 0) -> Any:
+    from .train.loop import TrainConfig
+
+    return TrainConfig(model=args.model, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
+                       lr=args.lr, weight_decay=args.weight_decay, hflip=not args.no_hflip, seed=seed,
+                       model_weights=args.model_weights)
+
+
+# ----------------------------------------------------------------------------- make-synthetic
+def _make_synthetic_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", type=Path, help="output folder (Waterbirds layout)")
+    p.add_argument("--n-train", type=int, default=2000)
+    p.add_argument("--n-val", type=int, default=400)
+    p.add_argument("--n-test", type=int, default=800, help="balanced: n/4 per (y, place) group")
+    p.add_argument("--correlation", type=float, default=1.0,
+                   help="P(place == y) in train and val (default 1.0: no minority group at all)")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_make_synthetic)
+
+
+def _make_synthetic(args: argparse.Namespace) -> int:
+    from .data.synthetic import make_synthetic
+
+    out = make_synthetic(args.out, args.n_train, args.n_val, args.n_test, args.correlation, args.image_size, args.seed)
+    print(f"wrote synthetic benchmark to {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- experiment
+def add_method_option_args(p: argparse.ArgumentParser) -> None:
+    """Stage options of the AutoBackSwap pipeline, passed to every method that uses them."""
+    g = p.add_argument_group("AutoBackSwap pipeline (used by autobackswap / oracle)")
+    g.add_argument("--label-budget", type=int, default=None, help="labelled training images for the detector (default 200)")
+    g.add_argument("--labels", default=None, help="patch labels: a masks.csv or a labels.sqlite (default: derive from segmentations/)")
+    g.add_argument("--grid", type=int, default=None, help="patch grid G (default 16)")
+    g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")
+    g.add_argument("--t-loose", type=float, default=None, help="inpainting hole: p_bg < t (default 0.9)")
+    g.add_argument("--inpainter", default=None, help="inpainter from the registry (default telea)")
+    g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
+    g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
+
+
+def method_options(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("label_budget", "labels", "grid", "t_tight", "t_loose", "inpainter", "p", "refine")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _experiment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("--methods", type=csv_strs, default=["erm"],
+                   help="comma-separated methods; options as name:key=value, e.g. autobackswap:inpainter=gray")
+    p.add_argument("--seeds", type=csv_ints, default=[0], help="comma-separated seeds (default 0)")
+    p.add_argument("--out", type=Path, required=True, help="run folder for results.json, models, caches")
+    add_train_args(p)
+    add_method_option_args(p)
+    p.set_defaults(func=_experiment)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from .evaluate.table import render_text, results_rows
+    from .experiment import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig(data=str(args.data), methods=args.methods, seeds=args.seeds, image_size=args.image_size,
+                           train=train_config(args), method_options=method_options(args))
+    results = run_experiment(cfg, args.out)
+    print(render_text(*results_rows(results)))
+    print(f"\nresults: {args.out / 'results.json'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- train / evaluate
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("--out", type=Path, required=True, help="run folder; the checkpoint goes to OUT/model.pt")
+    p.add_argument("--method", default="erm", help="a method from the registry (default erm)")
+    p.add_argument("--seed", type=int, default=0)
+    add_train_args(p)
+    add_method_option_args(p)
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .evaluate.table import group_table
+    from .experiment import ExperimentConfig, evaluate_model, load_experiment_data, run_method
+    from .io import write_json
+    from .train.loop import save_classifier
+
+    cfg = ExperimentConfig(data=str(args.data), methods=[args.method], seeds=[args.seed], image_size=args.image_size,
+                           train=train_config(args, args.seed), method_options=method_options(args))
+    data = load_experiment_data(args.data, args.image_size, args.out)
+    output, seconds = run_method(args.method, data, cfg, args.seed)
+    if output.skipped:
+        raise AutoBackSwapError(f"method {args.method} cannot run on this data: {output.skipped}")
+    assert output.model is not None
+    save_classifier(args.out / "model.pt", output.model, cfg.train, data.num_classes, data.dataset.classes,
+                    args.image_size, {"method": args.method, **output.info})
+    val = evaluate_model(output.model, data.val, data.train_group_counts, data.dataset.classes)
+    write_json(args.out / "train.json", {"config": asdict(cfg), "train_seconds": seconds, "val": val, **output.info})
+    print(f"trained {args.method} in {seconds:.1f}s; val average accuracy {val['average_accuracy']:.3f}")
+    print(group_table(val))
+    print(f"checkpoint: {args.out / 'model.pt'}")
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a classifier checkpoint (model.pt)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .data.layout import read_dataset
+    from .evaluate.metrics import group_counts
+    from .evaluate.table import group_table
+    from .experiment import SplitData, evaluate_model
+    from .io import write_json
+    from .train.loop import load_classifier
+
+    model, payload = load_classifier(args.checkpoint)
+    dataset = read_dataset(args.data)
+    size = payload["image_size"]
+    from .data.layout import load_images
+
+    records = dataset.split(args.split)
+    train = dataset.split("train")
+    split = SplitData(records, load_images(records, size), None, __import__("numpy").array([r.place for r in records]), dataset, size)  # type: ignore[arg-type]
+    metrics = evaluate_model(model, split, group_counts([r.y for r in train], [r.place for r in train]), payload["classes"])
+    print(json.dumps({k: v for k, v in metrics.items() if k != "groups"}, indent=2))
+    print(group_table(metrics))
+    if args.out:
+        write_json(args.out, metrics)
+    return 0
+
+
+PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "make-synthetic": ("write the synthetic spurious-background benchmark", _make_synthetic_args),
+    "experiment": ("run methods side by side and write RUN/results.json", _experiment_args),
+    "train": ("train one classifier with a method and save its checkpoint", _train_args),
+    "evaluate": ("evaluate a classifier checkpoint per group (worst-group accuracy)", _evaluate_args),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autobackswap",
+        description="Make image classifiers robust to spurious backgrounds (AutoBackSwap).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments) in PARSERS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (AutoBackSwapError, KeyError, ValueError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"autobackswap {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

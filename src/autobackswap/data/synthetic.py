@@ -1,0 +1,228 @@
+"""Synthetic spurious-background benchmark in the Waterbirds layout.
+
+* ``y`` (the class) lives only in the foreground's **shape**: 0 = ellipse, 1 = triangle. Colour,
+  shading, size, rotation and position are drawn independently of ``y`` and ``place``.
+* ``place`` (the spurious attribute) picks a background **family**: 0 = "land" (green/olive hues;
+  grass, field, foliage and tile textures), 1 = "water" (blue hues; waves, ripples, haze, glitter).
+* Train and val follow ``place == y`` with probability ``correlation`` (default 1.0: no minority
+  group at all). The test split is group-balanced, n/4 per (y, place) group.
+* ``segmentations/`` holds the ground-truth foreground masks (anti-aliased, > 127 = foreground).
+
+Everything is drawn from one ``np.random.Generator`` seeded by ``seed``: the same seed gives the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..io import write_bytes, write_json, write_png
+
+log = logging.getLogger(__name__)
+
+Texture = Callable[[np.random.Generator, int], np.ndarray]  # -> HW float32 in [0, 1]
+
+LAND_HUES = (18.0, 72.0)  # OpenCV hue units (0-180): yellow-green to green
+WATER_HUES = (95.0, 122.0)  # cyan-blue to blue
+FG_HUES = ((140.0, 180.0), (0.0, 12.0))  # magenta, red, orange: disjoint from both families
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    coarse = rng.random((cells, cells)).astype(np.float32)
+    return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+
+
+def _coords(size: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    return yy, xx
+
+
+def _grass(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = _coords(size)
+    freq = rng.uniform(10, 18)
+    tilt = rng.uniform(-0.3, 0.3)
+    blades = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (xx + tilt * yy) + 3 * _smooth_noise(rng, size, 6))
+    return 0.6 * blades + 0.4 * _smooth_noise(rng, size, 16)
+
+
+def _field(rng: np.random.Generator, size: int) -> np.ndarray:
+    return 0.7 * _smooth_noise(rng, size, 4) + 0.3 * _smooth_noise(rng, size, 12)
+
+
+def _foliage(rng: np.random.Generator, size: int) -> np.ndarray:
+    img = np.full((size, size), 0.35, np.float32)
+    for _ in range(int(rng.integers(25, 45))):
+        c = (int(rng.integers(0, size)), int(rng.integers(0, size)))
+        r = int(rng.integers(max(2, size // 24), max(3, size // 8)))
+        cv2.circle(img, c, r, float(rng.uniform(0.1, 1.0)), -1, cv2.LINE_AA)
+    return img
+
+
+def _tiles(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = _coords(size)
+    n = rng.uniform(4, 8)
+    board = ((np.floor(xx * n) + np.floor(yy * n)) % 2).astype(np.float32)
+    return 0.25 + 0.5 * board + 0.25 * _smooth_noise(rng, size, 8)
+
+
+def _waves(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = _coords(size)
+    freq = rng.uniform(5, 10)
+    wobble = rng.uniform(0.02, 0.06) * np.sin(2 * np.pi * rng.uniform(1, 3) * xx + rng.uniform(0, 6))
+    return 0.5 + 0.5 * np.sin(2 * np.pi * freq * (yy + wobble))
+
+
+def _ripples(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = _coords(size)
+    cy, cx = rng.uniform(0, 1, 2)
+    dist = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+    return 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(6, 12) * dist)
+
+
+def _haze(rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, _ = _coords(size)
+    horizon = rng.uniform(0.2, 0.5)
+    return np.clip(0.3 + 0.6 * (yy > horizon) * (yy - horizon) + 0.2 * _smooth_noise(rng, size, 5), 0, 1)
+
+
+def _glitter(rng: np.random.Generator, size: int) -> np.ndarray:
+    base = 0.4 + 0.3 * _smooth_noise(rng, size, 5)
+    sparkle = (rng.random((size, size)) > 0.93).astype(np.float32)
+    sparkle = cv2.GaussianBlur(sparkle, (3, 3), 0.6)
+    return np.clip(base + 0.8 * sparkle, 0, 1)
+
+
+FAMILIES: dict[int, tuple[tuple[float, float], list[Texture]]] = {
+    0: (LAND_HUES, [_grass, _field, _foliage, _tiles]),
+    1: (WATER_HUES, [_waves, _ripples, _haze, _glitter]),
+}
+
+
+def render_background(rng: np.random.Generator, place: int, size: int) -> np.ndarray:
+    """A background of family ``place``: HWC uint8 RGB."""
+    hues, textures = FAMILIES[place]
+    texture = textures[int(rng.integers(len(textures)))](rng, size)
+    hue = rng.uniform(*hues) + 4.0 * (_smooth_noise(rng, size, 3) - 0.5)
+    sat = np.full((size, size), rng.uniform(0.45, 0.85), np.float32)
+    val = rng.uniform(0.35, 0.55) + rng.uniform(0.25, 0.45) * texture
+    hsv = np.stack([hue % 180.0, sat * 255.0, np.clip(val, 0, 1) * 255.0], axis=-1).astype(np.float32)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+
+
+def shape_polygon(rng: np.random.Generator, y: int, size: int) -> np.ndarray:
+    """Vertices (K, 2) float of a class-``y`` shape: 0 = ellipse, 1 = triangle."""
+    radius = rng.uniform(0.17, 0.27) * size
+    angle = rng.uniform(0, 2 * np.pi)
+    if y == 0:
+        t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        aspect = rng.uniform(0.6, 1.0)
+        pts = np.stack([radius * np.cos(t), aspect * radius * np.sin(t)], axis=1)
+    elif y == 1:
+        t = np.array([0.0, 2 * np.pi / 3, 4 * np.pi / 3]) + rng.uniform(-0.25, 0.25, 3)
+        r = 1.3 * radius * rng.uniform(0.9, 1.1, 3)
+        pts = np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+    else:
+        raise ValueError(f"synthetic classes are 0 and 1, got {y}")
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    pts = pts @ rot.T
+    lo, hi = pts.min(0), pts.max(0)
+    margin = 2.0
+    centre = rng.uniform(margin - lo, size - margin - hi)
+    return pts + centre
+
+
+def render_foreground(rng: np.random.Generator, y: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A shaded shape: (HWC float32 RGB in [0, 1], HW float32 alpha in [0, 1])."""
+    pts = shape_polygon(rng, y, size)
+    shift = 4  # sub-pixel precision for anti-aliased edges
+    alpha = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(alpha, [np.round(pts * (1 << shift)).astype(np.int32)], 255, cv2.LINE_AA, shift)
+    lo, hi = FG_HUES[int(rng.integers(len(FG_HUES)))]
+    yy, xx = _coords(size)
+    direction = rng.uniform(0, 2 * np.pi)
+    shade = np.cos(direction) * xx + np.sin(direction) * yy
+    shade = (shade - shade.min()) / max(float(np.ptp(shade)), 1e-6)
+    val = rng.uniform(0.55, 0.8) + rng.uniform(0.1, 0.2) * shade
+    hsv = np.stack(
+        [np.full((size, size), rng.uniform(lo, hi)), np.full((size, size), rng.uniform(0.55, 1.0)) * 255, np.clip(val, 0, 1) * 255],
+        axis=-1,
+    )
+    rgb = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32) / 255.0
+    return rgb, alpha.astype(np.float32) / 255.0
+
+
+def render_sample(rng: np.random.Generator, y: int, place: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One image (HWC uint8 RGB) and its ground-truth mask (HW uint8)."""
+    background = render_background(rng, place, size).astype(np.float32) / 255.0
+    fg, alpha = render_foreground(rng, y, size)
+    image = fg * alpha[..., None] + background * (1 - alpha[..., None])
+    return np.round(image * 255).astype(np.uint8), np.round(alpha * 255).astype(np.uint8)
+
+
+def group_plan(rng: np.random.Generator, n: int, correlation: float, balanced: bool) -> list[tuple[int, int]]:
+    """(y, place) for ``n`` images. Balanced: n/4 per group. Otherwise half per class and
+    ``round((1 - correlation) * n_class)`` of each class on the other family."""
+    plan: list[tuple[int, int]] = []
+    for y in (0, 1):
+        n_class = n // 2 + (n % 2 if y == 0 else 0)
+        n_minor = n_class // 2 if balanced else int(round((1.0 - correlation) * n_class))
+        plan += [(y, y)] * (n_class - n_minor) + [(y, 1 - y)] * n_minor
+    order = rng.permutation(len(plan))
+    return [plan[i] for i in order]
+
+
+def make_synthetic(
+    out: str | Path,
+    n_train: int = 2000,
+    n_val: int = 400,
+    n_test: int = 800,
+    correlation: float = 1.0,
+    image_size: int = 64,
+    seed: int = 0,
+    val_correlation: float | None = None,
+) -> Path:
+    """Write the benchmark to ``out`` (metadata.csv, images/, segmentations/, config.json)."""
+    if not 0.0 <= correlation <= 1.0:
+        raise ValueError(f"correlation must lie in [0, 1], got {correlation}")
+    if image_size < 16:
+        raise ValueError(f"image_size must be at least 16, got {image_size}")
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    val_corr = correlation if val_correlation is None else val_correlation
+    splits = [
+        (0, group_plan(rng, n_train, correlation, balanced=False)),
+        (1, group_plan(rng, n_val, val_corr, balanced=False)),
+        (2, group_plan(rng, n_test, 1.0, balanced=True)),
+    ]
+    rows: list[tuple[int, str, int, int, int]] = []
+    total = sum(len(plan) for _, plan in splits)
+    with tqdm(total=total, desc="synthetic images", leave=False) as bar:
+        for split, plan in splits:
+            for y, place in plan:
+                idx = len(rows)
+                name = f"{y}_{'land' if place == 0 else 'water'}/{idx:06d}.png"
+                image, mask = render_sample(rng, y, place, image_size)
+                write_png(out / "images" / name, image)
+                write_png(out / "segmentations" / name, mask)
+                rows.append((idx, name, y, split, place))
+                bar.update()
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["img_id", "img_filename", "y", "split", "place"])
+    writer.writerows(rows)
+    write_bytes(out / "metadata.csv", buf.getvalue().encode())
+    write_json(
+        out / "config.json",
+        {"generator": "synthetic", "n_train": n_train, "n_val": n_val, "n_test": n_test,
+         "correlation": correlation, "val_correlation": val_corr, "image_size": image_size, "seed": seed},
+    )
+    log.info("wrote %d images to %s", len(rows), out)
+    return out

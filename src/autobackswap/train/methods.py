@@ -1,0 +1,69 @@
+"""Training methods, registered by name. ``experiment`` runs them side by side on the same splits.
+
+A method receives the loaded :class:`~autobackswap.experiment.ExperimentData`, a training config and
+its options, and returns the trained model. Each method states the group information it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import nn
+
+from ..registry import Registry
+from .loop import ArraySource, FitResult, TrainConfig, fit
+
+if TYPE_CHECKING:
+    from ..experiment import ExperimentData
+
+
+@dataclass
+class MethodOutput:
+    model: nn.Module | None
+    fit: FitResult | None
+    info: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    skipped: str | None = None  # why the method cannot work on this data (no silently wrong number)
+
+
+class Method:
+    """Base class: subclasses set ``name``/``needs`` and implement ``run``."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[str] = "no group labels"
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def run(self, data: ExperimentData, cfg: TrainConfig) -> MethodOutput:
+        raise NotImplementedError
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+@METHODS.register("erm")
+class ERM(Method):
+    """Empirical risk minimisation: plain training on the training images."""
+
+    name = "erm"
+    needs = "no group labels"
+
+    def run(self, data: ExperimentData, cfg: TrainConfig) -> MethodOutput:
+        source = ArraySource(data.train.images, data.train.labels, hflip=cfg.hflip)
+        result = fit(source, data.val.images, data.val.labels, data.num_classes, cfg)
+        return MethodOutput(result.model, result)
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"autobackswap:fill=gray:p=0.5"`` -> ``("autobackswap", {"fill": "gray", "p": "0.5"})``."""
+    name, *parts = spec.strip().split(":")
+    options: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise ValueError(f"method option {part!r} in {spec!r} must look like key=value")
+        options[key.strip()] = value.strip()
+    METHODS.get(name)  # raises with the list of valid names
+    return name, options
