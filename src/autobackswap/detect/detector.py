@@ -1,0 +1,222 @@
+"""The secondary network as an sklearn-style estimator: ``Detector(...).fit(images, grids)``.
+
+* Input: NHWC uint8 RGB images at the working size and (N, G, G) bool patch labels (True = fg).
+* Loss: BCE with label smoothing (default 0.1), as in the reference implementation.
+* Augmentation: horizontal/vertical flips and shifts by whole patches (circular, so the labels
+  stay exact), up to ``max_shift`` patches.
+* Early stopping: a seeded hold-out of the labelled images; the epoch with the best balanced patch
+  accuracy wins (patience ``patience`` evaluations).
+* ``predict_proba`` returns p(foreground) per patch; ``p_bg = 1 - p_fg``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..errors import AutoBackSwapError, NotFittedError
+from ..io import atomic_open
+from .model import create_backbone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DetectorConfig:
+    grid: int = 16
+    backbone: str = "fcn"
+    width: int = 32
+    weights: str | None = None
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    max_shift: int = 4
+    flips: bool = True
+    holdout: float = 0.2
+    patience: int = 15
+    seed: int = 0
+
+
+def balanced_accuracy(p_fg: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> float:
+    """Mean of foreground recall and background recall over all patches."""
+    pred = p_fg >= threshold
+    target = target.astype(bool)
+    recalls = [float((pred[target == c] == c).mean()) for c in (True, False) if (target == c).any()]
+    return float(np.mean(recalls))
+
+
+def check_labels(grids: np.ndarray) -> None:
+    """A detector needs both classes of patch to learn from."""
+    if len(grids) == 0:
+        raise AutoBackSwapError("the label set is empty: label some training images first")
+    frac = float(grids.mean())
+    if frac == 1.0:
+        raise AutoBackSwapError(
+            "every labelled patch is foreground: a detector cannot learn what background looks like; "
+            "label the background patches too"
+        )
+    if frac == 0.0:
+        raise AutoBackSwapError(
+            "every labelled patch is background: a detector cannot learn what the foreground looks like; "
+            "paint the object's patches as foreground"
+        )
+
+
+def augment(x: torch.Tensor, t: torch.Tensor, cfg: DetectorConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flips and whole-patch circular shifts, applied identically to images (NCHW) and grids (NGG)."""
+    n, _, h, w = x.shape
+    if cfg.flips:
+        hf = torch.rand(n, generator=generator) < 0.5
+        x[hf], t[hf] = x[hf].flip(-1), t[hf].flip(-1)
+        vf = torch.rand(n, generator=generator) < 0.5
+        x[vf], t[vf] = x[vf].flip(-2), t[vf].flip(-2)
+    if cfg.max_shift > 0 and h % cfg.grid == 0 and w % cfg.grid == 0:
+        shifts = torch.randint(-cfg.max_shift, cfg.max_shift + 1, (n, 2), generator=generator)
+        ph, pw = h // cfg.grid, w // cfg.grid
+        for i in range(n):
+            dy, dx = int(shifts[i, 0]), int(shifts[i, 1])
+            if dy or dx:
+                x[i] = torch.roll(x[i], (dy * ph, dx * pw), dims=(1, 2))
+                t[i] = torch.roll(t[i], (dy, dx), dims=(0, 1))
+    return x, t
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class Detector:
+    """Predicts a G x G foreground probability grid per image."""
+
+    def __init__(self, **params: Any) -> None:
+        self.config = DetectorConfig(**params)
+
+    # -- estimator contract -------------------------------------------------------------------
+    def fit(self, images: np.ndarray, grids: np.ndarray) -> Detector:
+        cfg = self.config
+        grids = np.asarray(grids, dtype=bool)
+        check_labels(grids)
+        if images.shape[1] < cfg.grid or images.shape[2] < cfg.grid:
+            raise AutoBackSwapError(f"images of {images.shape[1]}x{images.shape[2]} px are smaller than the {cfg.grid}x{cfg.grid} grid")
+        if grids.shape[1:] != (cfg.grid, cfg.grid):
+            raise AutoBackSwapError(f"labels are {grids.shape[1]}x{grids.shape[2]} grids but the detector grid is {cfg.grid}")
+        if len(images) != len(grids):
+            raise AutoBackSwapError(f"{len(images)} images but {len(grids)} label grids")
+        generator = torch.Generator().manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(len(images))
+        n_hold = int(round(cfg.holdout * len(images))) if len(images) >= 10 else 0
+        hold, train = order[:n_hold], order[n_hold:]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)
+        x_all = _to_tensor(images)
+        t_all = torch.from_numpy(grids.astype(np.float32))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+        total = cfg.epochs * steps_per_epoch
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=total, pct_start=0.15)
+        best = (-1.0, copy.deepcopy(model.state_dict()), 0)
+        history: list[dict[str, float]] = []
+        bad_epochs = 0
+        start = time.perf_counter()
+        for epoch in tqdm(range(cfg.epochs), desc="detector", leave=False):
+            model.train()
+            perm = torch.from_numpy(train)[torch.randperm(len(train), generator=generator)]
+            total_loss = 0.0
+            for s in range(0, len(perm), cfg.batch_size):
+                idx = perm[s : s + cfg.batch_size]
+                if len(idx) < 2:
+                    continue
+                x, t = augment(x_all[idx].clone(), t_all[idx].clone(), cfg, generator)
+                target = t * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+                loss = F.binary_cross_entropy_with_logits(model(x), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                total_loss += float(loss.detach()) * len(idx)
+            record = {"epoch": epoch + 1, "loss": total_loss / max(1, len(train))}
+            if n_hold:
+                score = balanced_accuracy(self._proba(model, images[hold]), grids[hold])
+                record["holdout_balanced_accuracy"] = score
+                if score > best[0]:
+                    best, bad_epochs = (score, copy.deepcopy(model.state_dict()), epoch + 1), 0
+                else:
+                    bad_epochs += 1
+            history.append(record)
+            if n_hold and bad_epochs >= cfg.patience:
+                log.info("detector: early stop at epoch %d (best %d)", epoch + 1, best[2])
+                break
+        if n_hold:
+            model.load_state_dict(best[1])
+        model.eval()
+        self.model_ = model
+        self.history_ = history
+        self.best_epoch_ = best[2] if n_hold else len(history)
+        self.holdout_balanced_accuracy_ = best[0] if n_hold else None
+        self.n_labels_ = len(images)
+        self.fit_seconds_ = time.perf_counter() - start
+        log.info("detector: %d labels, hold-out balanced patch accuracy %s, %.1fs", len(images),
+                 f"{best[0]:.3f}" if n_hold else "n/a", self.fit_seconds_)
+        return self
+
+    @staticmethod
+    @torch.no_grad()
+    def _proba(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        model.eval()
+        out = [torch.sigmoid(model(_to_tensor(images[i : i + batch_size]))).numpy()
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else np.empty((0,))
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """p(foreground) per patch: (N, G, G) float32, for NHWC uint8 images."""
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this Detector is not fitted yet: call fit(images, grids) or Detector.load(path)")
+        return self._proba(self.model_, images, batch_size).astype(np.float32)
+
+    def predict(self, images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        return self.predict_proba(images) >= threshold
+
+    def score(self, images: np.ndarray, grids: np.ndarray) -> float:
+        """Balanced patch accuracy against ``grids``."""
+        return balanced_accuracy(self.predict_proba(images), np.asarray(grids, bool))
+
+    # -- persistence (checkpoints carry their config) -----------------------------------------
+    def save(self, path: str | Path) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("cannot save an unfitted Detector")
+        payload = {"kind": "detector", "config": asdict(self.config), "state_dict": self.model_.state_dict(),
+                   "history": self.history_, "best_epoch": self.best_epoch_,
+                   "holdout_balanced_accuracy": self.holdout_balanced_accuracy_, "n_labels": self.n_labels_}
+        with atomic_open(path, "wb") as fh:
+            torch.save(payload, fh)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Detector:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if payload.get("kind") != "detector":
+            raise AutoBackSwapError(f"{path}: not an autobackswap detector checkpoint")
+        cfg = {**payload["config"], "weights": None}
+        det = cls(**cfg)
+        model = create_backbone(det.config.backbone, det.config.grid, None, width=det.config.width)
+        model.load_state_dict(payload["state_dict"])
+        model.eval()
+        det.model_ = model
+        det.history_ = payload["history"]
+        det.best_epoch_ = payload["best_epoch"]
+        det.holdout_balanced_accuracy_ = payload["holdout_balanced_accuracy"]
+        det.n_labels_ = payload["n_labels"]
+        return det

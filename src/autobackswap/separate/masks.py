@@ -1,0 +1,138 @@
+"""Masks from a G x G foreground-probability grid: tight cut-out alpha and loose inpainting hole.
+
+* tight foreground: ``p_bg < t_tight`` (default 0.5); loose foreground (the hole): ``p_bg < t_loose``
+  (default 0.9). ``p_bg = 1 - p_fg``.
+* Refiners (registry) turn the blocky grid into a pixel-level soft alpha:
+  ``nearest`` (blocky patches, the reference), ``bilinear`` (smooth probabilities), ``guided``
+  (bilinear probabilities snapped to image edges with a guided filter, He et al. 2010), ``grabcut``
+  (OpenCV GrabCut seeded by the grid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..data.grid import grid_to_mask
+from ..registry import Registry
+
+# (image HWC uint8, p_fg grid GxG float, fg threshold on p_fg) -> soft alpha HW float32 in [0, 1]
+Refine = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
+REFINERS: Registry[Callable[..., Refine]] = Registry("mask refiner")
+
+
+def upsample_bilinear(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling with cell centres aligned (OpenCV's half-pixel convention)."""
+    h, w = size
+    return cv2.resize(grid.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def soft_threshold(prob: np.ndarray, threshold: float, softness: float) -> np.ndarray:
+    """A linear ramp of width ``softness`` around ``threshold``: anti-aliased edges."""
+    if softness <= 0:
+        return (prob > threshold).astype(np.float32)
+    return np.clip((prob - threshold) / softness + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Colour-guided filter (He, Sun & Tang 2010). ``guide`` HWC float [0, 1], ``src`` HW float."""
+    ksize = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, ksize, borderType=cv2.BORDER_REFLECT)
+
+    h, w, c = guide.shape
+    mean_i = box(guide)
+    mean_p = box(src)
+    corr_ip = box(guide * src[..., None])
+    cov_ip = corr_ip - mean_i * mean_p[..., None]
+    var = np.empty((h, w, c, c), np.float32)
+    for a in range(c):
+        for b in range(a, c):
+            v = box(guide[..., a] * guide[..., b]) - mean_i[..., a] * mean_i[..., b]
+            var[..., a, b] = var[..., b, a] = v
+    var += eps * np.eye(c, dtype=np.float32)
+    coef = np.linalg.solve(var, cov_ip[..., None])[..., 0]
+    bias = mean_p - (coef * mean_i).sum(-1)
+    return (box(coef) * guide).sum(-1) + box(bias)
+
+
+@REFINERS.register("nearest")
+def nearest(**_: Any) -> Refine:
+    return lambda image, grid, thr: grid_to_mask(grid > thr, image.shape[:2]).astype(np.float32)
+
+
+@REFINERS.register("bilinear")
+def bilinear(softness: float = 0.2, **_: Any) -> Refine:
+    return lambda image, grid, thr: soft_threshold(upsample_bilinear(grid, image.shape[:2]), thr, softness)
+
+
+def guided_refine(image: np.ndarray, grid: np.ndarray, thr: float, radius_frac: float, eps: float, softness: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    prob = upsample_bilinear(grid, (h, w))
+    radius = max(1, int(round(radius_frac * h / grid.shape[0])))
+    refined = guided_filter(image.astype(np.float32) / 255.0, prob, radius, eps)
+    return soft_threshold(refined, thr, softness)
+
+
+@REFINERS.register("guided")
+def guided(radius_frac: float = 1.0, eps: float = 1e-3, softness: float = 0.2, **_: Any) -> Refine:
+    """``radius_frac`` is the filter radius in patches."""
+    return lambda image, grid, thr: guided_refine(image, grid, thr, radius_frac, eps, softness)
+
+
+def grabcut_refine(image: np.ndarray, grid: np.ndarray, thr: float, iterations: int, sure: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    prob = upsample_bilinear(grid, (h, w))
+    mask = np.where(prob > thr, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    mask[prob >= sure] = cv2.GC_FGD
+    mask[prob <= 1 - sure] = cv2.GC_BGD
+    if not (mask == cv2.GC_PR_FGD).any() and not (mask == cv2.GC_FGD).any():
+        return np.zeros((h, w), np.float32)
+    if (mask == cv2.GC_BGD).all() or not ((mask == cv2.GC_BGD) | (mask == cv2.GC_PR_BGD)).any():
+        return (mask != cv2.GC_BGD).astype(np.float32)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)
+    cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    return ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.float32)
+
+
+@REFINERS.register("grabcut")
+def grabcut(iterations: int = 3, sure: float = 0.95, **_: Any) -> Refine:
+    return lambda image, grid, thr: grabcut_refine(image, grid, thr, iterations, sure)
+
+
+def create_refiner(name: str, **kwargs: Any) -> Refine:
+    return REFINERS.get(name)(**kwargs)
+
+
+def hole_mask(p_fg: np.ndarray, t_loose: float, size: tuple[int, int], dilate: int = 1) -> np.ndarray:
+    """The inpainting hole: loose foreground ``p_bg < t_loose``, nearest-upsampled, dilated ``dilate`` px."""
+    hole = grid_to_mask(p_fg > 1.0 - t_loose, size).astype(np.uint8)
+    if dilate > 0 and hole.any():
+        hole = cv2.dilate(hole, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8))
+    return hole.astype(bool)
+
+
+def decontaminate(image: np.ndarray, alpha: np.ndarray, background: np.ndarray, min_alpha: float = 0.05) -> np.ndarray:
+    """Un-premultiply the soft rim: F = (I - (1 - a) B) / a, with B the inpainted background.
+
+    Removes the old background's colour from the edge of the cut-out (the "edge halo" that would
+    otherwise carry the spurious cue onto the new background).
+    """
+    a = alpha[..., None].astype(np.float32)
+    img = image.astype(np.float32)
+    fg = (img - (1.0 - a) * background.astype(np.float32)) / np.maximum(a, min_alpha)
+    fg = np.where(a >= 0.999, img, np.where(a > min_alpha, fg, img))
+    return np.clip(np.round(fg), 0, 255).astype(np.uint8)
+
+
+def pixel_iou(pred: np.ndarray, target: np.ndarray) -> float:
+    """IoU of two HW masks (bool, or float/uint8 thresholded at half range)."""
+    p = pred > (127 if pred.dtype == np.uint8 else 0.5) if pred.dtype != bool else pred
+    t = target > (127 if target.dtype == np.uint8 else 0.5) if target.dtype != bool else target
+    union = np.logical_or(p, t).sum()
+    return float(np.logical_and(p, t).sum() / union) if union else 1.0
