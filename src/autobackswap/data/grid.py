@@ -28,20 +28,31 @@ def mask_to_grid(mask: np.ndarray, grid: int = 16, threshold: float = 0.25) -> n
 def patch_fractions(values: np.ndarray, grid: int) -> np.ndarray:
     """Mean of an HW float array over each cell of a ``grid`` x ``grid`` partition."""
     h, w = values.shape
-    ys = np.linspace(0, h, grid + 1).round().astype(int)
-    xs = np.linspace(0, w, grid + 1).round().astype(int)
+    ys, xs = _borders(h, grid), _borders(w, grid)
     sums = np.add.reduceat(np.add.reduceat(values, ys[:-1], axis=0), xs[:-1], axis=1)
     areas = np.outer(np.diff(ys), np.diff(xs))
     return sums / areas
 
 
+def _borders(n: int, grid: int) -> np.ndarray:
+    """Pixel borders of ``grid`` cells along an axis of ``n`` px: ``round(linspace(0, n, grid + 1))``."""
+    return np.linspace(0, n, grid + 1).round().astype(int)
+
+
+def _cell_index(n: int, grid: int) -> np.ndarray:
+    """For each of ``n`` pixels, the cell it lies in (the partition of :func:`_borders`)."""
+    return np.clip(np.searchsorted(_borders(n, grid), np.arange(n), side="right") - 1, 0, grid - 1)
+
+
 def grid_to_mask(grid: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour upsampling of a grid (bool or float) to HW at ``size``."""
+    """Nearest-neighbour upsampling of a grid (bool or float) to HW at ``size``.
+
+    Uses the same patch borders as :func:`mask_to_grid`, so ``mask_to_grid(grid_to_mask(g, s))``
+    gives ``g`` back at any size of at least G px.
+    """
     h, w = (size, size) if isinstance(size, int) else size
     g = grid.shape[0]
-    rows = np.minimum((np.arange(h) * g) // h, g - 1)
-    cols = np.minimum((np.arange(w) * g) // w, g - 1)
-    return grid[rows][:, cols]
+    return grid[_cell_index(h, g)][:, _cell_index(w, g)]
 
 
 def grid_to_string(grid: np.ndarray) -> str:

@@ -112,7 +112,7 @@ def read_dataset(root: str | Path, check_files: bool = True) -> ImageDataset:
             line = reader.line_num
             if None in row:  # more fields than the header
                 raise DataError(meta, f"row has {len(columns) + len(row[None])} fields, header has {len(columns)}", line)
-            if any(row.get(c) is None for c in REQUIRED_COLUMNS):
+            if any(value is None for value in row.values()):  # fewer fields than the header
                 raise DataError(meta, f"row has fewer fields than the header ({len(columns)})", line)
             name = (row["img_filename"] or "").strip()
             if not name:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import NotFittedError
+from ..errors import DataError, NotFittedError
 from .models import create_model
 
 log = logging.getLogger(__name__)
@@ -230,8 +231,14 @@ def save_classifier(path: str | Path, model: nn.Module, cfg: TrainConfig, num_cl
 
 def load_classifier(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a classifier from its checkpoint alone."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if payload.get("kind") != "classifier":
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise DataError(path, "checkpoint file not found") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataError(path, f"cannot read checkpoint ({first_line})") from None
+    if not isinstance(payload, dict) or payload.get("kind") != "classifier":
         raise NotFittedError(f"{path}: not an autobackswap classifier checkpoint")
     cfg = TrainConfig(**payload["config"])
     model = create_model(cfg.model, payload["num_classes"], None, width=cfg.width, **cfg.model_kwargs)
