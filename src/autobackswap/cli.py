@@ -173,8 +173,46 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- make-photo-benchmark
+def _make_photo_benchmark_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Build TuxBirds: water birds (y=1) and land birds (y=0), photo cut-outs from Debian's tuxpaint-stamps-default, "
+        "pasted onto random crops of water (place=1) and land (place=0) photos from Debian wallpaper packages. "
+        "Writes OUT/seen and OUT/unseen, two datasets in the Waterbirds layout that share train and val: the seen "
+        "test pastes the training birds on unseen photos, the unseen test also uses unseen birds. "
+        "OUT/contact_sheet.png shows samples per group.")
+    p.add_argument("out", type=Path, help="output folder; datasets go to OUT/seen and OUT/unseen")
+    p.add_argument("--assets", type=Path, default=None,
+                   help="folder of unpacked Debian packages, one folder per package (default: the user cache dir, "
+                        "fetched there with apt-get download + dpkg -x when missing; / when installed)")
+    p.add_argument("--no-fetch", action="store_true", help="never run apt-get; fail if an asset is missing")
+    p.add_argument("--n-train", type=int, default=2000)
+    p.add_argument("--n-val", type=int, default=400)
+    p.add_argument("--n-test", type=int, default=800, help="per test setting; balanced: n/4 per (y, place) group")
+    p.add_argument("--correlation", type=float, default=1.0,
+                   help="P(place == y) in train and val (default 1.0: no minority group; 0.95 as in Waterbirds)")
+    p.add_argument("--image-size", type=int, default=64, help="working size in px; photos and cut-outs are resized to it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-setting", choices=["seen", "unseen", "both"], default="both",
+                   help="which test set(s) to write (default both)")
+    p.set_defaults(func=_make_photo_benchmark)
+
+
+def _make_photo_benchmark(args: argparse.Namespace) -> int:
+    from .data.photo import make_photo_benchmark
+
+    written = make_photo_benchmark(args.out, args.assets, args.n_train, args.n_val, args.n_test, args.correlation,
+                                   args.image_size, args.seed, args.test_setting, fetch=not args.no_fetch)
+    for setting, path in written.items():
+        print(f"wrote TuxBirds ({setting} test) to {path}")
+    print(f"contact sheet: {args.out / 'contact_sheet.png'}")
+    return 0
+
+
 PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "make-synthetic": ("write the synthetic spurious-background benchmark", _make_synthetic_args),
+    "make-photo-benchmark": ("build the TuxBirds real-photo benchmark from offline Debian packages",
+                             _make_photo_benchmark_args),
     "experiment": ("run methods side by side and write RUN/results.json", _experiment_args),
     "train": ("train one classifier with a method and save its checkpoint", _train_args),
     "evaluate": ("evaluate a classifier checkpoint per group (worst-group accuracy)", _evaluate_args),
