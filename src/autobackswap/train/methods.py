@@ -67,3 +67,35 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:
         options[key.strip()] = value.strip()
     METHODS.get(name)  # raises with the list of valid names
     return name, options
+
+
+@METHODS.register("autobackswap")
+class AutoBackSwap(Method):
+    """Learned masks: patch labels -> detector -> separation -> class-balanced background swaps."""
+
+    name = "autobackswap"
+    needs = "no group labels (patch labels on a few hundred training images)"
+    oracle = False
+
+    def run(self, data: ExperimentData, cfg: TrainConfig) -> MethodOutput:
+        from ..compose.swap import SwapSource
+        from ..pipeline import PipelineConfig, build_banks
+
+        pcfg = PipelineConfig.from_options(self.options)
+        banks = build_banks(data, pcfg, cfg.seed, oracle=self.oracle)
+        source = SwapSource(data.train.images, data.train.labels, banks.swap, hflip=cfg.hflip)
+        result = fit(source, data.val.images, data.val.labels, data.num_classes, cfg)
+        counts = banks.info.get("separation_counts", {})
+        notes = []
+        if counts.get("no_fg") or counts.get("all_fg"):
+            notes.append(f"{counts.get('no_fg', 0)} no-fg / {counts.get('all_fg', 0)} all-fg images kept as is")
+        return MethodOutput(result.model, result, banks.info, notes)
+
+
+@METHODS.register("oracle")
+class Oracle(AutoBackSwap):
+    """The same pipeline with ground-truth segmentations instead of learned masks (upper bound)."""
+
+    name = "oracle"
+    needs = "ground-truth segmentations of every training image"
+    oracle = True

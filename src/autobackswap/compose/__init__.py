@@ -1,0 +1,7 @@
+"""Composition: class-balanced background swaps (functional core, batch transform, Dataset)."""
+
+from .functional import JitterConfig, SwapParams, apply_params, sample_params
+from .swap import BackgroundSwap, BackSwapDataset, SwapConfig, SwapSource
+
+__all__ = ["BackSwapDataset", "BackgroundSwap", "JitterConfig", "SwapConfig", "SwapParams", "SwapSource",
+           "apply_params", "sample_params"]

@@ -1,0 +1,121 @@
+"""Background swapping as pure functions: *sample* the parameters, then *apply* them.
+
+Tensors are NCHW float in [0, 1]. A foreground is RGBA (alpha in channel 3). Every random choice is
+drawn from an explicit ``torch.Generator`` by :func:`sample_params`; :func:`apply_params` is
+deterministic, so a composite can be reproduced (and logged) from its parameters alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class JitterConfig:
+    """Foreground jitter: scale range, rotation (degrees, +-), shift (fraction of the side, +-)."""
+
+    scale: tuple[float, float] = (0.8, 1.2)
+    rotation: float = 30.0
+    shift: float = 0.15
+
+
+@dataclass
+class SwapParams:
+    swap: torch.Tensor  # (N,) bool: replace this image by a composite
+    bg_index: torch.Tensor  # (N,) long: which background (index into the bank)
+    scale: torch.Tensor  # (N,)
+    angle: torch.Tensor  # (N,) degrees
+    shift: torch.Tensor  # (N, 2) (dx, dy) as fractions of the side
+
+    def __getitem__(self, i: int) -> dict[str, float | int | bool | list[float]]:
+        return {"swap": bool(self.swap[i]), "bg_index": int(self.bg_index[i]), "scale": float(self.scale[i]),
+                "angle": float(self.angle[i]), "shift": self.shift[i].tolist()}
+
+
+def donors_by_class(labels: torch.Tensor, usable: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
+    """Indices of usable backgrounds per class (the pool for class-balanced drawing)."""
+    return [torch.nonzero((labels == c) & usable).flatten() for c in range(num_classes)]
+
+
+def sample_params(
+    n: int,
+    donors: list[torch.Tensor],
+    jitter: JitterConfig,
+    p: float,
+    generator: torch.Generator,
+    swappable: torch.Tensor | None = None,
+) -> SwapParams:
+    """Draw parameters for ``n`` composites. Backgrounds are **class-balanced**: a class is drawn
+    uniformly among the classes that have donors, then a donor image of that class uniformly."""
+    pools = [d for d in donors if len(d)]
+    if not pools:
+        raise ValueError("no usable backgrounds to draw from")
+    cls = torch.randint(0, len(pools), (n,), generator=generator)
+    u = torch.rand(n, generator=generator)
+    bg_index = torch.empty(n, dtype=torch.long)
+    for k, pool in enumerate(pools):
+        sel = cls == k
+        bg_index[sel] = pool[(u[sel] * len(pool)).long().clamp_max(len(pool) - 1)]
+    swap = torch.rand(n, generator=generator) < p
+    if swappable is not None:
+        swap &= swappable
+    lo, hi = jitter.scale
+    scale = lo + (hi - lo) * torch.rand(n, generator=generator)
+    angle = (2 * torch.rand(n, generator=generator) - 1) * jitter.rotation
+    shift = (2 * torch.rand(n, 2, generator=generator) - 1) * jitter.shift
+    return SwapParams(swap, bg_index, scale, angle, shift)
+
+
+def alpha_centroids(fg: torch.Tensor) -> torch.Tensor:
+    """(N, 2) alpha-weighted centroids (x, y) in normalised [-1, 1] coordinates."""
+    n, _, h, w = fg.shape
+    a = fg[:, 3]
+    mass = a.sum((1, 2)).clamp_min(1e-6)
+    xs = (torch.arange(w, dtype=fg.dtype) + 0.5) / w * 2 - 1
+    ys = (torch.arange(h, dtype=fg.dtype) + 0.5) / h * 2 - 1
+    cx = (a.sum(1) * xs).sum(1) / mass
+    cy = (a.sum(2) * ys).sum(1) / mass
+    return torch.stack([cx, cy], 1)
+
+
+def warp_foreground(fg: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor,
+                    centre: torch.Tensor) -> torch.Tensor:
+    """Scale and rotate each RGBA foreground about ``centre``, then shift it. Returns premultiplied RGBA."""
+    theta_r = angle * math.pi / 180.0
+    cos, sin = torch.cos(theta_r), torch.sin(theta_r)
+    # output -> input: i = c + A (o - c - t), A = R(-theta) / s
+    a11, a12 = cos / scale, sin / scale
+    a21, a22 = -sin / scale, cos / scale
+    t = shift * 2.0  # fraction of the side -> normalised units
+    ox, oy = centre[:, 0] + t[:, 0], centre[:, 1] + t[:, 1]
+    bx = centre[:, 0] - (a11 * ox + a12 * oy)
+    by = centre[:, 1] - (a21 * ox + a22 * oy)
+    theta = torch.stack([torch.stack([a11, a12, bx], 1), torch.stack([a21, a22, by], 1)], 1).to(fg.dtype)
+    premult = torch.cat([fg[:, :3] * fg[:, 3:4], fg[:, 3:4]], 1)
+    grid = F.affine_grid(theta, list(fg.shape), align_corners=False)
+    return F.grid_sample(premult, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def composite(premult_fg: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """Alpha-composite premultiplied RGBA over RGB: ``F + (1 - a) B``."""
+    return (premult_fg[:, :3] + (1.0 - premult_fg[:, 3:4]) * background).clamp_(0.0, 1.0)
+
+
+def apply_params(images: torch.Tensor, fg: torch.Tensor, backgrounds: torch.Tensor, params: SwapParams,
+                 centre: torch.Tensor | None = None) -> torch.Tensor:
+    """Composites for the swapped entries, the original ``images`` elsewhere.
+
+    ``fg``: (N, 4, H, W) the batch's own foregrounds; ``backgrounds``: (N, 3, H, W) already gathered
+    with ``params.bg_index``.
+    """
+    out = images.clone()
+    sel = params.swap
+    if sel.any():
+        c = alpha_centroids(fg[sel]) if centre is None else centre[sel]
+        warped = warp_foreground(fg[sel], params.scale[sel], params.angle[sel], params.shift[sel], c)
+        out[sel] = composite(warped, backgrounds[sel]).to(out.dtype)
+    return out

@@ -1,0 +1,125 @@
+"""Background swapping for training: a batch transform, a torch ``Dataset`` wrapper, and the batch
+source used by ``experiment``.
+
+All three draw from the same banks (RGBA foregrounds and inpainted backgrounds at the working size)
+and the same functional core (:mod:`.functional`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..train.loop import maybe_flip, to_tensor
+from .functional import JitterConfig, SwapParams, apply_params, donors_by_class, sample_params
+
+
+@dataclass
+class SwapConfig:
+    p: float = 1.0  # probability an image is replaced by a composite, per epoch
+    jitter: JitterConfig = field(default_factory=JitterConfig)
+
+
+def _chw(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+class BackgroundSwap:
+    """Drop-in batch transform for your own training loop.
+
+    ``swap(images, indices, generator)``: ``images`` NCHW float [0, 1] (the batch you already
+    have), ``indices`` the dataset indices of those images. Each image is replaced (with
+    probability ``p``) by its own foreground pasted on a class-balanced inpainted background.
+    """
+
+    def __init__(self, foregrounds: np.ndarray, backgrounds: np.ndarray, labels: np.ndarray,
+                 config: SwapConfig | None = None, num_classes: int | None = None) -> None:
+        """``foregrounds`` (N, H, W, 4) uint8 RGBA, ``backgrounds`` (N, H, W, 3) uint8, ``labels`` (N,) ints."""
+        if not (len(foregrounds) == len(backgrounds) == len(labels)):
+            raise ValueError("foregrounds, backgrounds and labels must have the same length")
+        self.config = config or SwapConfig()
+        self.fg = _chw(foregrounds)  # NHWC uint8, converted per batch
+        self.bg = _chw(backgrounds)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        alpha = self.fg[..., 3]
+        fg_any = (alpha > 127).flatten(1).any(1)
+        fg_all = (alpha > 127).flatten(1).all(1)
+        self.usable = fg_any & ~fg_all  # images with a real cut-out and a real background
+        k = num_classes or int(self.labels.max()) + 1
+        self.donors = donors_by_class(self.labels, self.usable, k)
+
+    def sample(self, indices: torch.Tensor, generator: torch.Generator) -> SwapParams:
+        return sample_params(len(indices), self.donors, self.config.jitter, self.config.p, generator,
+                             swappable=self.usable[indices])
+
+    def apply(self, images: torch.Tensor, indices: torch.Tensor, params: SwapParams) -> torch.Tensor:
+        fg = self.fg[indices].permute(0, 3, 1, 2).float().div_(255.0)
+        bg = self.bg[params.bg_index].permute(0, 3, 1, 2).float().div_(255.0)
+        return apply_params(images, fg, bg, params)
+
+    def __call__(self, images: torch.Tensor, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        return self.apply(images, indices, self.sample(indices, generator))
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """A generator for one (seed, epoch, index): independent of worker, order and process."""
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class BackSwapDataset(torch.utils.data.Dataset):
+    """A torch ``Dataset`` wrapper: item ``i`` is ``(composite CHW float, label)``.
+
+    Randomness is derived from ``(seed, epoch, i)``, so DataLoader workers never repeat each other's
+    streams (the reference implementation's bug) and results do not depend on ``num_workers``.
+    Call :meth:`set_epoch` at the start of every epoch.
+    """
+
+    def __init__(self, images: np.ndarray, swap: BackgroundSwap, seed: int = 0) -> None:
+        self.images = _chw(images)
+        self.swap = swap
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        generator = item_generator(self.seed, self.epoch, i)
+        x = to_tensor(self.images[i : i + 1])
+        idx = torch.tensor([i])
+        out = self.swap(x, idx, generator)[0].contiguous()
+        return out, int(self.swap.labels[i])
+
+
+class SwapSource:
+    """The training-batch source used by the ``autobackswap`` and ``oracle`` methods."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, swap: BackgroundSwap, hflip: bool = True) -> None:
+        self.images = _chw(images)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.swap = swap
+        self.hflip = hflip
+        self.last_params: SwapParams | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.labels), generator=generator)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            if len(idx) < 2:
+                continue
+            x = to_tensor(self.images[idx])
+            params = self.swap.sample(idx, generator)
+            x = self.swap.apply(x, idx, params).contiguous(memory_format=torch.channels_last)
+            self.last_params = params
+            yield (maybe_flip(x, generator) if self.hflip else x), self.labels[idx]

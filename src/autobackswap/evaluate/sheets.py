@@ -1,0 +1,89 @@
+"""Contact sheets: pictures of what the pipeline did, to look at rather than trust.
+
+The separation sheet has one row per image: image | predicted grid (p_fg) | refined alpha |
+cut-out on a checkerboard | inpainted background | composites on class-balanced backgrounds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..io import write_png
+
+
+def upscale(image: np.ndarray, size: int) -> np.ndarray:
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+def gray3(x: np.ndarray) -> np.ndarray:
+    x8 = np.clip(np.round(x * 255), 0, 255).astype(np.uint8) if x.dtype != np.uint8 else x
+    return np.repeat(x8[..., None], 3, axis=2)
+
+
+def heat(p: np.ndarray) -> np.ndarray:
+    """p in [0, 1] -> RGB (blue = background, yellow = foreground)."""
+    x8 = np.clip(np.round(p * 255), 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(x8, cv2.COLORMAP_VIRIDIS)[..., ::-1]
+
+
+def checker(size: int, cell: int = 8) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size]
+    board = ((yy // cell + xx // cell) % 2).astype(np.uint8)
+    return np.repeat((150 + 60 * board)[..., None], 3, axis=2).astype(np.uint8)
+
+
+def over_checker(rgba: np.ndarray) -> np.ndarray:
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    return np.round(rgba[..., :3] * a + checker(rgba.shape[0], max(2, rgba.shape[0] // 8)) * (1 - a)).astype(np.uint8)
+
+
+def separation_sheet(
+    path: str | Path,
+    images: np.ndarray,
+    foregrounds: np.ndarray,
+    backgrounds: np.ndarray,
+    composites: np.ndarray,
+    p_fg: np.ndarray | None = None,
+    tile: int = 96,
+    gap: int = 2,
+) -> Path:
+    """Write the sheet for the first ``len(images)`` rows; ``composites`` is (N, K, H, W, 3)."""
+    rows = []
+    for i in range(len(images)):
+        cells = [images[i]]
+        if p_fg is not None:
+            cells.append(heat(p_fg[i]))
+        cells += [gray3(foregrounds[i, ..., 3]), over_checker(foregrounds[i]), backgrounds[i], *composites[i]]
+        tiles = [upscale(c, tile) for c in cells]
+        row = np.full((tile, len(tiles) * (tile + gap) - gap, 3), 255, np.uint8)
+        for k, t in enumerate(tiles):
+            row[:, k * (tile + gap) : k * (tile + gap) + tile] = t
+        rows.append(row)
+    sheet = np.full((len(rows) * (tile + gap) - gap, rows[0].shape[1], 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        sheet[r * (tile + gap) : r * (tile + gap) + tile] = row
+    path = Path(path)
+    write_png(path, sheet)
+    return path
+
+
+def composites_for(swap: object, images: np.ndarray, indices: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """``k`` composites per index from a :class:`~autobackswap.compose.BackgroundSwap` (forced p=1)."""
+    from ..compose.functional import apply_params, sample_params
+    from ..compose.swap import BackgroundSwap
+    from ..train.loop import to_tensor
+
+    assert isinstance(swap, BackgroundSwap)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.as_tensor(np.repeat(indices, k), dtype=torch.long)
+    params = sample_params(len(idx), swap.donors, swap.config.jitter, 1.0, g, swappable=swap.usable[idx])
+    x = to_tensor(images[idx.numpy()])
+    fg = swap.fg[idx].permute(0, 3, 1, 2).float().div_(255.0)
+    bg = swap.bg[params.bg_index].permute(0, 3, 1, 2).float().div_(255.0)
+    out = apply_params(x, fg, bg, params)
+    arr = (out.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    return arr.reshape(len(indices), k, *arr.shape[1:])

@@ -1,0 +1,187 @@
+"""The AutoBackSwap pipeline end to end: labels -> detector -> separation -> swap banks.
+
+Each step caches its output under the run folder, keyed by a digest of its configuration, so the
+``fit-detector`` and ``separate`` commands, ``experiment`` and a resumed run all share the work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .compose.functional import JitterConfig
+from .compose.swap import BackgroundSwap, SwapConfig
+from .detect.detector import Detector
+from .detect.labels import patch_labels
+from .errors import AutoBackSwapError
+from .evaluate.sheets import composites_for, separation_sheet
+from .separate.masks import pixel_iou
+from .separate.run import SeparationConfig, load_banks, separate
+
+if TYPE_CHECKING:
+    from .experiment import ExperimentData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineConfig:
+    """Every stage option of the method (reachable from the CLI as --label-budget, --grid, ...)."""
+
+    label_budget: int = 200
+    labels: str | None = None  # masks.csv / labels.sqlite; None: derive from segmentations/
+    label_threshold: float = 0.25
+    grid: int = 16
+    detector_backbone: str = "fcn"
+    detector_width: int = 16
+    detector_epochs: int = 40
+    detector_weights: str | None = None
+    t_tight: float = 0.5
+    t_loose: float = 0.9
+    inpainter: str = "telea"
+    refine: str = "guided"
+    decontaminate: bool = True
+    p: float = 1.0
+    scale_min: float = 0.8
+    scale_max: float = 1.2
+    rotation: float = 30.0
+    shift: float = 0.15
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> PipelineConfig:
+        """Build from string or typed options (``autobackswap:inpainter=gray:p=0.5``); unknown keys raise."""
+        known = {f.name: f for f in fields(cls)}
+        aliases = {"fill": "inpainter", "budget": "label_budget"}
+        values: dict[str, Any] = {}
+        for key, value in options.items():
+            key = aliases.get(key, key)
+            if key not in known:
+                raise ValueError(f"unknown option {key!r}; valid options: {', '.join(sorted(known))}")
+            default = getattr(cls(), key)
+            values[key] = _coerce(value, default)
+        return cls(**values)
+
+    def swap_config(self) -> SwapConfig:
+        return SwapConfig(p=self.p, jitter=JitterConfig((self.scale_min, self.scale_max), self.rotation, self.shift))
+
+    def separation_config(self, seed: int) -> SeparationConfig:
+        return SeparationConfig(self.t_tight, self.t_loose, self.inpainter, self.refine, 1, self.decontaminate, seed)
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    if isinstance(default, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return value if value.lower() not in ("none", "") else None
+
+
+@dataclass
+class Banks:
+    swap: BackgroundSwap
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir: Path | None = None) -> tuple[Detector, dict[str, Any]]:
+    """Train (or load from the cache) the detector on the labelled training images."""
+    idx, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.grid, cfg.labels,
+                              cfg.label_budget, cfg.label_threshold, seed)
+    key = json.dumps({"labels": cfg.labels, "budget": cfg.label_budget, "grid": cfg.grid, "thr": cfg.label_threshold,
+                      "backbone": cfg.detector_backbone, "width": cfg.detector_width, "epochs": cfg.detector_epochs,
+                      "size": data.image_size, "seed": seed, "idx": idx.tolist()}, sort_keys=True)
+    path = None
+    if cache_dir is not None:
+        import hashlib
+
+        path = cache_dir / f"detector_{hashlib.sha1(key.encode()).hexdigest()[:10]}.pt"
+        if path.is_file():
+            log.info("detector: loading cached %s", path)
+            det = Detector.load(path)
+            return det, {"n_labels": len(idx), "patch_balanced_accuracy": det.holdout_balanced_accuracy_, "detector": str(path)}
+    det = Detector(grid=grids.shape[1], backbone=cfg.detector_backbone, width=cfg.detector_width,
+                   epochs=cfg.detector_epochs, weights=cfg.detector_weights, seed=seed)
+    det.fit(data.train.images[idx], grids)
+    if path is not None:
+        det.save(path)
+    return det, {"n_labels": len(idx), "patch_balanced_accuracy": det.holdout_balanced_accuracy_,
+                 "detector": str(path) if path else None}
+
+
+def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False,
+                   detector: Detector | None = None) -> tuple[Path, dict[str, Any]]:
+    """Separate the whole train split (cached under RUN/separation/, resumable).
+
+    Learned masks come from ``detector``, or from one fitted (and cached) here; ``oracle`` uses
+    the ground-truth segmentations instead.
+    """
+    info: dict[str, Any] = {}
+    sep_cfg = cfg.separation_config(seed)
+    p_fg = None
+    if oracle:
+        if not data.dataset.has_segmentations:
+            raise AutoBackSwapError(f"{data.dataset.root}: the oracle needs segmentations/ for every training image")
+        out = data.run_dir / "separation" / f"oracle_{sep_cfg.digest(str(data.image_size))}"
+        result = separate(data.train.images, out, sep_cfg, segmentations=data.train.segmentations)
+    else:
+        if detector is None:
+            detector, det_info = fit_detector(data, cfg, seed, data.run_dir / "detectors")
+            info.update(det_info)
+        p_fg = detector.predict_proba(data.train.images)
+        digest = sep_cfg.digest(f"{data.image_size}:{info.get('detector')}:{detector.config.grid}:{float(p_fg.sum()):.6f}")
+        out = data.run_dir / "separation" / f"abs_{digest}"
+        result = separate(data.train.images, out, sep_cfg, p_fg=p_fg, extra_config={"detector": info.get("detector")})
+    info["separation"] = str(out)
+    info["separation_counts"] = result.counts
+    fg, bg = load_banks(out, len(data.train))
+    if data.dataset.has_segmentations:
+        seg = data.train.segmentations
+        info["mask_iou"] = float(np.mean([pixel_iou(fg[i, ..., 3], seg[i]) for i in range(len(seg))]))
+    swap = BackgroundSwap(fg, bg, data.train.labels, cfg.swap_config(), data.num_classes)
+    rows = np.linspace(0, len(data.train) - 1, min(8, len(data.train))).round().astype(int)
+    sheet = separation_sheet(out / "contact_sheet.png", data.train.images[rows], fg[rows], bg[rows],
+                             composites_for(swap, data.train.images, rows, 3, seed),
+                             None if p_fg is None else p_fg[rows])
+    info["contact_sheet"] = str(sheet)
+    info["_swap"] = swap
+    return out, info
+
+
+def build_banks(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False) -> Banks:
+    """Separation (cached) and the swap banks the training loop draws from."""
+    _, info = run_separation(data, cfg, seed, oracle)
+    swap = info.pop("_swap")
+    return Banks(swap, info)
+
+
+def config_dict(cfg: PipelineConfig) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def detector_report(data: ExperimentData, det: Detector, cfg: PipelineConfig, info: dict[str, Any]) -> dict[str, Any]:
+    """Hold-out balanced patch accuracy, and grid / refined-mask IoU over the train split when
+    segmentations exist."""
+    from .data.grid import mask_to_grid
+    from .detect.detector import balanced_accuracy
+    from .separate.masks import create_refiner
+
+    report: dict[str, Any] = {k: v for k, v in info.items() if k != "detector"}
+    if data.dataset.has_segmentations:
+        seg = data.train.segmentations
+        p_fg = det.predict_proba(data.train.images)
+        gt = np.stack([mask_to_grid(m, det.config.grid, cfg.label_threshold) for m in seg])
+        report["train_patch_balanced_accuracy"] = balanced_accuracy(p_fg, gt)
+        thr = 1.0 - cfg.t_tight
+        for name in ("nearest", cfg.refine):
+            refine = create_refiner(name)
+            ious = [pixel_iou(refine(data.train.images[i], p_fg[i], thr), seg[i]) for i in range(len(seg))]
+            report[f"mask_iou_{name}"] = float(np.mean(ious))
+    return report
