@@ -112,8 +112,11 @@ def apply_params(images: torch.Tensor, fg: torch.Tensor, backgrounds: torch.Tens
     ``fg``: (N, 4, H, W) the batch's own foregrounds; ``backgrounds``: (N, 3, H, W) already gathered
     with ``params.bg_index``.
     """
-    out = images.clone()
     sel = params.swap
+    if bool(sel.all()):  # the common case (p = 1): no copy of the originals needed
+        c = alpha_centroids(fg) if centre is None else centre
+        return composite(warp_foreground(fg, params.scale, params.angle, params.shift, c), backgrounds)
+    out = images.clone()
     if sel.any():
         c = alpha_centroids(fg[sel]) if centre is None else centre[sel]
         warped = warp_foreground(fg[sel], params.scale[sel], params.angle[sel], params.shift[sel], c)

@@ -56,8 +56,11 @@ class BackgroundSwap:
                              swappable=self.usable[indices])
 
     def apply(self, images: torch.Tensor, indices: torch.Tensor, params: SwapParams) -> torch.Tensor:
+        """``images``: NCHW float in [0, 1], or NCHW uint8 (converted only where not swapped)."""
         fg = self.fg[indices].permute(0, 3, 1, 2).float().div_(255.0)
         bg = self.bg[params.bg_index].permute(0, 3, 1, 2).float().div_(255.0)
+        if images.dtype == torch.uint8 and not bool(params.swap.all()):
+            images = images.float().div_(255.0)
         return apply_params(images, fg, bg, params)
 
     def __call__(self, images: torch.Tensor, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -118,8 +121,8 @@ class SwapSource:
             idx = order[start : start + batch_size]
             if len(idx) < 2:
                 continue
-            x = to_tensor(self.images[idx])
             params = self.swap.sample(idx, generator)
-            x = self.swap.apply(x, idx, params).contiguous(memory_format=torch.channels_last)
+            originals = self.images[idx].permute(0, 3, 1, 2)  # uint8 view; floats made only if needed
+            x = self.swap.apply(originals, idx, params).contiguous(memory_format=torch.channels_last)
             self.last_params = params
             yield (maybe_flip(x, generator) if self.hflip else x), self.labels[idx]
