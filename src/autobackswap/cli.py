@@ -288,6 +288,67 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- label
+def _label_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Label training images patch by patch in a local web app. Click or drag to paint the patches of a GxG grid "
+        "(left button foreground, right button or Shift background); every change is saved at once to an SQLite "
+        "store. Once --assist-after images are labelled, a detector is trained in the background: it pre-fills each "
+        "new image and 'label next' shows the images it is least sure of first. With --import or --export the "
+        "command converts between the store and a masks.csv (reference format: info,mask) and exits without serving.")
+    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout; its train split is labelled")
+    p.add_argument("--db", type=Path, default=None, help="label store (default DATA/labels.sqlite)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1: this machine only; another host exposes the app)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--grid", type=int, default=None, help="patch grid G (default: the store's G, else 16)")
+    p.add_argument("--budget", type=int, default=200, help="label budget, the progress counter's target (default 200)")
+    p.add_argument("--assist-after", type=int, default=20, metavar="K",
+                   help="train the suggesting detector once K images are labelled (default 20)")
+    p.add_argument("--no-assist", action="store_true", help="no detector: no suggestions, 'label next' in metadata order")
+    p.add_argument("--image-size", type=int, default=64, help="working size in px of the suggesting detector (default 64)")
+    p.add_argument("--import", dest="import_csv", type=Path, default=None, metavar="CSV",
+                   help="import a masks.csv into the store (all rows or none) and exit")
+    p.add_argument("--export", dest="export_csv", type=Path, default=None, metavar="CSV",
+                   help="write the store as masks.csv (info = img_id) and exit; runs after --import when both are given")
+    p.set_defaults(func=_label)
+
+
+def _label(args: argparse.Namespace) -> int:
+    from .data.layout import read_dataset
+    from .label.server import LOCAL_HOSTS, create_app, serve
+    from .label.store import LabelStore
+
+    db = args.db if args.db is not None else args.data / "labels.sqlite"
+    if args.import_csv is not None or args.export_csv is not None:
+        dataset = read_dataset(args.data)
+        if args.import_csv is None and not db.is_file():
+            raise AutoBackSwapError(f"{db}: label store not found (nothing to export)")
+        store = LabelStore(db, grid=args.grid)
+        if args.import_csv is not None:
+            print(f"imported {store.import_csv(args.import_csv, dataset)} labels from {args.import_csv} into {db}")
+        if args.export_csv is not None:
+            print(f"exported {store.export_csv(args.export_csv, dataset)} labels from {db} to {args.export_csv}")
+        return 0
+    grid = args.grid or (LabelStore(db).grid if db.is_file() else None) or 16
+    local = args.host in ("127.0.0.1", "localhost")
+    app = create_app(args.data, db, grid=grid, budget=args.budget, assist_after=args.assist_after,
+                     assist=not args.no_assist, image_size=args.image_size,
+                     allowed_hosts=LOCAL_HOSTS if local else None)
+    info = app.state.labeller.info()
+    print(f"labelling {info['n_train']} training images of {args.data} ({grid}x{grid} patches); "
+          f"{info['n_labelled']} labelled so far; labels are saved to {db}")
+    if not local:
+        print(f"warning: listening on {args.host}: anyone who can reach this address can read the images and "
+              "change the labels", file=sys.stderr)
+
+    def ready(url: str) -> None:
+        print(f"open {url}  (Ctrl+C stops)", flush=True)
+
+    serve(app, args.host, args.port, log_level="info" if args.verbose else "warning", on_ready=ready)
+    return 0
+
+
 PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "make-synthetic": ("write the synthetic spurious-background benchmark", _make_synthetic_args),
     "make-photo-benchmark": ("build the TuxBirds real-photo benchmark from offline Debian packages",
@@ -299,6 +360,7 @@ PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "separate": ("cut out foregrounds and inpaint backgrounds for the whole train split (cached, resumable)",
                  _separate_args),
     "demo": ("end to end on the synthetic benchmark: ERM vs AutoBackSwap vs oracle", _demo_args),
+    "label": ("label training images patch by patch in a local web app (model-assisted)", _label_args),
 }
 
 
