@@ -214,10 +214,8 @@ def test_assist_trains_after_k_labels_prefills_and_orders(client: TestClient, gt
     for i in range(3):
         client.put(f"/api/labels/{i}", json={"mask": gt_masks[i]})
     assert assistant.wait_idle(1) and assistant.state is None  # below K: nothing trains
-    start = time.perf_counter()
     r = client.put("/api/labels/3", json={"mask": gt_masks[3]})  # the K-th label
-    assert time.perf_counter() - start < 2.0  # the request does not wait for the fit
-    assert r.json()["assist"]["training"] is True
+    assert r.json()["assist"]["training"] is True  # answered while the fit runs: the request did not wait for it
     assert assistant.wait_idle(60)
     status = client.get("/api/info").json()["assist"]
     assert status["version"] == 1 and status["n_labels"] == 4 and status["error"] is None
@@ -283,7 +281,7 @@ def test_requests_during_a_fit_are_coalesced(tiny_synthetic: Path, tmp_path: Pat
     start = time.perf_counter()
     for _ in range(10):
         assistant.request()  # while the first fit runs
-    assert time.perf_counter() - start < 0.5  # never blocks
+    assert time.perf_counter() - start < 2.0  # never blocks (the fit holds no lock)
     release.set()
     assert assistant.wait_idle(10)
     assert len(calls) == 2  # the first fit and one refit for the ten requests

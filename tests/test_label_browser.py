@@ -79,7 +79,7 @@ def click_cell(pg: Page, r: int, c: int, button: str = "left") -> None:
 
 
 def wait_saved(pg: Page) -> None:
-    pg.wait_for_selector("body[data-save-state=saved]", timeout=10_000)
+    pg.wait_for_selector("body[data-save-state=saved]", timeout=30_000)
 
 
 def board_mask(pg: Page) -> str:
@@ -175,7 +175,7 @@ def test_suggestions_label_next_and_preview_in_chromium(server: tuple[LabelServe
 
     page.keyboard.press("n")  # label next: the detector's least sure image, pre-filled
     page.wait_for_function("document.querySelector('#label-state').textContent.startsWith('suggested')",
-                           timeout=10_000)
+                           timeout=30_000)
     index = int(page.locator("#board").get_attribute("data-index") or -1)
     assistant = app.state.labeller.assistant
     unlabelled = [i for i in range(len(train)) if i > 5]

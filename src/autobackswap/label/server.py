@@ -208,7 +208,7 @@ class LabelApp:
         self.assistant = assistant
         self.seed = seed
         self.preview_indices = self._preview_sample(preview_count)
-        self._png_cache: OrderedDict[Any, bytes] = OrderedDict()
+        self._png_cache: dict[Any, OrderedDict[tuple[Any, ...], bytes]] = {}
         self._preview_cache: OrderedDict[Any, dict[str, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -232,16 +232,18 @@ class LabelApp:
             image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         return image
 
-    def cached_png(self, key: Any, make: Callable[[], np.ndarray], size: int = 256) -> bytes:
+    def cached_png(self, key: tuple[Any, ...], make: Callable[[], np.ndarray], limit: int = 256) -> bytes:
+        """PNG bytes of ``make()``, kept in a small LRU cache per kind (``key[0]``) of at most ``limit`` entries."""
         with self._lock:
-            if key in self._png_cache:
-                self._png_cache.move_to_end(key)
-                return self._png_cache[key]
+            cache = self._png_cache.setdefault(key[0], OrderedDict())
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
         data = encode_png(make())
         with self._lock:
-            self._png_cache[key] = data
-            while len(self._png_cache) > size:
-                self._png_cache.popitem(last=False)
+            cache[key] = data
+            while len(cache) > limit:
+                cache.popitem(last=False)
         return data
 
     def labelled_indices(self) -> list[int]:
@@ -391,7 +393,7 @@ def create_app(
 
     @app.get("/api/images/{index}.png")
     def image_png(index: int) -> Response:
-        data = state.cached_png(("image", index), lambda: state.image(index), size=64)
+        data = state.cached_png(("image", index), lambda: state.image(index), limit=32)
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/images/{index}/thumb.png")
@@ -401,7 +403,7 @@ def create_app(
         record = state.record(index)
         entry = state.store.get(record.img_filename)
         key = ("thumb", index, size, entry.mask if entry else None)
-        data = state.cached_png(key, lambda: thumbnail(state.image(index), entry.grid if entry else None, size))
+        data = state.cached_png(key, lambda: thumbnail(state.image(index), entry.grid if entry else None, size), limit=512)
         return Response(data, media_type="image/png", headers=no_cache)
 
     def label_payload(index: int) -> dict[str, Any]:
