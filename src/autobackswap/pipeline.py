@@ -6,6 +6,7 @@ Each step caches its output under the run folder, keyed by a digest of its confi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field, fields
@@ -63,8 +64,21 @@ class PipelineConfig:
             if key not in known:
                 raise ValueError(f"unknown option {key!r}; valid options: {', '.join(sorted(known))}")
             default = getattr(cls(), key)
-            values[key] = _coerce(value, default)
+            try:
+                values[key] = _coerce(value, default)
+            except ValueError:
+                raise ValueError(f"option {key!r} expects {type(default).__name__}, got {value!r}") from None
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        """Check registry names now, before any data is loaded or a detector is trained."""
+        from .detect.model import BACKBONES
+        from .separate.inpaint import INPAINTERS
+        from .separate.masks import REFINERS
+
+        for registry, name in ((INPAINTERS, self.inpainter), (REFINERS, self.refine),
+                               (BACKBONES, self.detector_backbone)):
+            registry.get(name)  # KeyError listing the valid names
 
     def swap_config(self) -> SwapConfig:
         return SwapConfig(p=self.p, jitter=JitterConfig((self.scale_min, self.scale_max), self.rotation, self.shift))
@@ -85,6 +99,15 @@ def _coerce(value: Any, default: Any) -> Any:
     return value if value.lower() not in ("none", "") else None
 
 
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A short digest of array contents: cached outputs are keyed by their inputs, not just their options."""
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:10]
+
+
 @dataclass
 class Banks:
     swap: BackgroundSwap
@@ -97,11 +120,10 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
                               cfg.label_budget, cfg.label_threshold, seed)
     key = json.dumps({"labels": cfg.labels, "budget": cfg.label_budget, "grid": cfg.grid, "thr": cfg.label_threshold,
                       "backbone": cfg.detector_backbone, "width": cfg.detector_width, "epochs": cfg.detector_epochs,
-                      "size": data.image_size, "seed": seed, "idx": idx.tolist()}, sort_keys=True)
+                      "size": data.image_size, "seed": seed, "idx": idx.tolist(), "weights": cfg.detector_weights,
+                      "data": fingerprint(data.train.images[idx], grids)}, sort_keys=True)
     path = None
     if cache_dir is not None:
-        import hashlib
-
         path = cache_dir / f"detector_{hashlib.sha1(key.encode()).hexdigest()[:10]}.pt"
         if path.is_file():
             log.info("detector: loading cached %s", path)
@@ -129,14 +151,17 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
     if oracle:
         if not data.dataset.has_segmentations:
             raise AutoBackSwapError(f"{data.dataset.root}: the oracle needs segmentations/ for every training image")
-        out = data.run_dir / "separation" / f"oracle_{sep_cfg.digest(str(data.image_size))}"
-        result = separate(data.train.images, out, sep_cfg, segmentations=data.train.segmentations)
+        seg = data.train.segmentations
+        digest = sep_cfg.digest(f"{data.image_size}:{fingerprint(data.train.images, seg)}")
+        out = data.run_dir / "separation" / f"oracle_{digest}"
+        result = separate(data.train.images, out, sep_cfg, segmentations=seg)
     else:
         if detector is None:
             detector, det_info = fit_detector(data, cfg, seed, data.run_dir / "detectors")
             info.update(det_info)
         p_fg = detector.predict_proba(data.train.images)
-        digest = sep_cfg.digest(f"{data.image_size}:{info.get('detector')}:{detector.config.grid}:{float(p_fg.sum()):.6f}")
+        digest = sep_cfg.digest(f"{data.image_size}:{info.get('detector')}:{detector.config.grid}:{float(p_fg.sum()):.6f}"
+                                f":{fingerprint(data.train.images)}")
         out = data.run_dir / "separation" / f"abs_{digest}"
         result = separate(data.train.images, out, sep_cfg, p_fg=p_fg, extra_config={"detector": info.get("detector")})
     info["separation"] = str(out)

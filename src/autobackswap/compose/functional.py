@@ -50,19 +50,23 @@ def sample_params(
     swappable: torch.Tensor | None = None,
 ) -> SwapParams:
     """Draw parameters for ``n`` composites. Backgrounds are **class-balanced**: a class is drawn
-    uniformly among the classes that have donors, then a donor image of that class uniformly."""
+    uniformly among the classes that have donors, then a donor image of that class uniformly.
+
+    With no donor at all (no image has a usable cut-out and background) nothing is swapped: every
+    image keeps its original pixels, as a single unusable image does."""
     pools = [d for d in donors if len(d)]
-    if not pools:
-        raise ValueError("no usable backgrounds to draw from")
-    cls = torch.randint(0, len(pools), (n,), generator=generator)
-    u = torch.rand(n, generator=generator)
-    bg_index = torch.empty(n, dtype=torch.long)
-    for k, pool in enumerate(pools):
-        sel = cls == k
-        bg_index[sel] = pool[(u[sel] * len(pool)).long().clamp_max(len(pool) - 1)]
+    bg_index = torch.zeros(n, dtype=torch.long)
+    if pools:
+        cls = torch.randint(0, len(pools), (n,), generator=generator)
+        u = torch.rand(n, generator=generator)
+        for k, pool in enumerate(pools):
+            sel = cls == k
+            bg_index[sel] = pool[(u[sel] * len(pool)).long().clamp_max(len(pool) - 1)]
     swap = torch.rand(n, generator=generator) < p
     if swappable is not None:
         swap &= swappable
+    if not pools:
+        swap[:] = False
     lo, hi = jitter.scale
     scale = lo + (hi - lo) * torch.rand(n, generator=generator)
     angle = (2 * torch.rand(n, generator=generator) - 1) * jitter.rotation

@@ -7,6 +7,7 @@ and the same functional core (:mod:`.functional`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ import torch
 
 from ..train.loop import maybe_flip, to_tensor
 from .functional import JitterConfig, SwapParams, apply_params, donors_by_class, sample_params
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +53,9 @@ class BackgroundSwap:
         self.usable = fg_any & ~fg_all  # images with a real cut-out and a real background
         k = num_classes or int(self.labels.max()) + 1
         self.donors = donors_by_class(self.labels, self.usable, k)
+        if not bool(self.usable.any()):
+            log.warning("background swap: no image has both a foreground and a background (all no-fg or "
+                        "all-fg): nothing will be swapped")
 
     def sample(self, indices: torch.Tensor, generator: torch.Generator) -> SwapParams:
         return sample_params(len(indices), self.donors, self.config.jitter, self.config.p, generator,

@@ -83,9 +83,11 @@ def separate_one(image: np.ndarray, alpha: np.ndarray, hole: np.ndarray, cfg: Se
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
     """(RGBA cut-out, RGB background, status) for one HWC uint8 image."""
     status = status_of(alpha)
-    if status != "ok" or hole.all():
-        a = np.full(alpha.shape, 255 if status == "all_fg" or hole.all() else 0, np.uint8)
-        return np.dstack([image, a]), image.copy(), "all_fg" if a[0, 0] == 255 else "no_fg"
+    if status == "ok" and hole.all():
+        status = "all_fg"  # no background pixel is left to inpaint from
+    if status != "ok":  # no tight foreground stays no_fg, however loose the hole
+        a = np.full(alpha.shape, 255 if status == "all_fg" else 0, np.uint8)
+        return np.dstack([image, a]), image.copy(), status
     background = inpaint(image, hole, rng)
     colour = decontaminate(image, alpha, background) if cfg.decontaminate else image
     a8 = np.round(alpha * 255).astype(np.uint8)
