@@ -90,20 +90,29 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
                    help="comma-separated methods; options as name:key=value, e.g. autobackswap:inpainter=gray")
     p.add_argument("--seeds", type=csv_ints, default=[0], help="comma-separated seeds (default 0)")
     p.add_argument("--out", type=Path, required=True, help="run folder for results.json, models, caches")
+    p.add_argument("--label-budgets", type=csv_ints, default=[],
+                   help="sweep autobackswap over these label budgets, e.g. 25,50,100,200 (the label-efficiency curve)")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="skip the only_fg / only_bg / mixed_same / mixed_rand background diagnostics")
     add_train_args(p)
     add_method_option_args(p)
     p.set_defaults(func=_experiment)
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from .evaluate.table import render_text, results_rows
+    from .evaluate.table import diagnostics_rows, render_text, results_rows, seeds_caption
     from .experiment import ExperimentConfig, run_experiment
 
     cfg = ExperimentConfig(data=str(args.data), methods=args.methods, seeds=args.seeds, image_size=args.image_size,
-                           train=train_config(args), method_options=method_options(args))
+                           train=train_config(args), method_options=method_options(args),
+                           label_budgets=args.label_budgets, diagnostics=not args.no_diagnostics)
     results = run_experiment(cfg, args.out)
+    print(f"test split, {seeds_caption(results)}")
     print(render_text(*results_rows(results)))
-    print(f"\nresults: {args.out / 'results.json'}")
+    header, rows = diagnostics_rows(results)
+    if rows:
+        print(f"\nbackground diagnostics (accuracy; bg_gap = mixed_same - mixed_rand)\n{render_text(header, rows)}")
+    print(f"\nresults: {args.out / 'results.json'}\nreport: {args.out / 'report.html'}")
     return 0
 
 
@@ -349,6 +358,42 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- diagnose
+def _diagnose_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Background diagnostics (ImageNet-9 style) for every model an experiment saved under RUN/models/: accuracy on "
+        "the test split rebuilt as only_fg (foreground on gray), only_bg (foreground inpainted away), mixed_same "
+        "(foreground on a background of the same class) and mixed_rand (on a random background), and "
+        "bg_gap = mixed_same - mixed_rand. Updates RUN/results.json, writes RUN/diagnostics.json and the report.")
+    p.add_argument("run", type=Path, help="a run folder written by `autobackswap experiment` (results.json, models/)")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (default: the one recorded in results.json)")
+    p.add_argument("--masks", choices=["auto", "ground_truth", "predicted"], default="auto",
+                   help="test masks: ground-truth segmentations, or predicted by the run's detector (default auto: "
+                        "ground truth when every test image has one)")
+    p.add_argument("--detector", type=Path, default=None, help="detector for predicted masks (default: the run's)")
+    p.add_argument("--inpainter", default=None, help="inpainter for only_bg and the mixed backgrounds (default telea)")
+    p.add_argument("--mixed-same", choices=["majority", "class"], default=None,
+                   help="mixed_same donors: the class's usual (training-majority) background, or any image of the class")
+    p.add_argument("--seed", type=int, default=0, help="seeds the inpainting and the background draws")
+    p.add_argument("--no-report", action="store_true", help="do not rewrite RUN/report.html and RUN/report.md")
+    p.set_defaults(func=_diagnose)
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from .evaluate.table import diagnostics_rows, render_text, seeds_caption
+    from .experiment import diagnose_run
+
+    results = diagnose_run(args.run, args.data, args.masks, args.detector, args.inpainter, args.mixed_same,
+                           args.seed, report=not args.no_report)
+    info = results["diagnostics"]
+    print(f"{info['n']} test images, masks: {info['masks']}, {seeds_caption(results)}")
+    print(render_text(*diagnostics_rows(results)))
+    print(f"\ndiagnostics: {args.run / 'diagnostics.json'}")
+    if not args.no_report:
+        print(f"report: {args.run / 'report.html'}")
+    return 0
+
+
 PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "make-synthetic": ("write the synthetic spurious-background benchmark", _make_synthetic_args),
     "make-photo-benchmark": ("build the TuxBirds real-photo benchmark from offline Debian packages",
@@ -361,6 +406,8 @@ PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
                  _separate_args),
     "demo": ("end to end on the synthetic benchmark: ERM vs AutoBackSwap vs oracle", _demo_args),
     "label": ("label training images patch by patch in a local web app (model-assisted)", _label_args),
+    "diagnose": ("background diagnostics (only_fg, only_bg, mixed_same, mixed_rand, bg_gap) for a run's models",
+                 _diagnose_args),
 }
 
 

@@ -1,4 +1,8 @@
-"""Plain-text tables for the console and Markdown for reports."""
+"""Plain-text tables for the console and Markdown for reports.
+
+Every figure aggregated over more than one seed is shown as ``mean ± std``; a method that cannot work
+on the data shows ``skipped`` and the reason instead of a number.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +16,76 @@ COLUMNS = (
     ("majority_accuracy", "majority acc"),
 )
 
+DIAGNOSTIC_COLUMNS = (
+    ("original", "original"),
+    ("only_fg", "only_fg"),
+    ("only_bg", "only_bg"),
+    ("mixed_same", "mixed_same"),
+    ("mixed_rand", "mixed_rand"),
+    ("bg_gap", "bg_gap"),
+)
+
 
 def fmt(value: float | None, std: float | None = None) -> str:
     if value is None:
         return "-"
-    return f"{value:.3f}" if not std else f"{value:.3f} ± {std:.3f}"
+    return f"{value:.3f}" if std is None else f"{value:.3f} ± {std:.3f}"
+
+
+def _std(metrics: dict[str, Any], key: str) -> float | None:
+    """The spread to show: only for figures aggregated over more than one seed."""
+    if metrics.get("n_seeds", 1) <= 1:
+        return None
+    return metrics.get("std", {}).get(key)
+
+
+def seeds_caption(results: dict[str, Any]) -> str:
+    seeds = results.get("config", {}).get("seeds") or []
+    if len(seeds) > 1:
+        return f"mean ± std over {len(seeds)} seeds ({', '.join(map(str, seeds))})"
+    return f"seed {seeds[0]}" if seeds else ""
 
 
 def results_rows(results: dict[str, Any], split: str = "test") -> tuple[list[str], list[list[str]]]:
-    header = ["method", *[label for _, label in COLUMNS], "train s", "note"]
+    header = ["method", *[label for _, label in COLUMNS], "mask IoU", "train s", "note"]
     rows = []
     for name, entry in results["methods"].items():
         metrics = entry.get(split)
         if metrics is None:
-            rows.append([name, *["n/a"] * len(COLUMNS), "-", entry.get("skipped", "")])
+            rows.append([name, "skipped", *["n/a"] * (len(COLUMNS) - 1), "-", "-", entry.get("skipped", "")])
             continue
-        std = metrics.get("std", {})
-        cells = [fmt(metrics.get(key), std.get(key)) for key, _ in COLUMNS]
+        cells = [fmt(metrics.get(key), _std(metrics, key)) for key, _ in COLUMNS]
         note = "; ".join(entry.get("notes", []))
-        rows.append([name, *cells, f"{entry.get('train_seconds', 0):.1f}", note])
+        iou = fmt(entry.get("mask_iou"))
+        rows.append([name, *cells, iou, f"{entry.get('train_seconds', 0):.1f}", note])
+    return header, rows
+
+
+def diagnostics_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One row per method with diagnostics (accuracy on each diagnostic set, and bg_gap)."""
+    header = ["method", *[label for _, label in DIAGNOSTIC_COLUMNS]]
+    rows = []
+    for name, entry in results["methods"].items():
+        diag = entry.get("diagnostics")
+        if diag:
+            rows.append([name, *[fmt(diag.get(key), _std(diag, key)) for key, _ in DIAGNOSTIC_COLUMNS]])
+    return header, rows
+
+
+def label_efficiency_rows(curve: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["label budget", "labelled images", "WGA", "avg acc", "mask IoU", "patch bal. acc", "bg_gap"]
+    rows = []
+    for p in curve.get("points", []):
+        if "worst_group_accuracy" not in p:
+            rows.append([str(p["label_budget"]), "-", "skipped", "n/a", "n/a", "n/a", p.get("skipped", "")])
+            continue
+        several = p.get("n_seeds", 1) > 1
+        rows.append([
+            str(p["label_budget"]), str(p.get("n_labels") or "-"),
+            fmt(p["worst_group_accuracy"], p.get("worst_group_accuracy_std") if several else None),
+            fmt(p["average_accuracy"], p.get("average_accuracy_std") if several else None),
+            fmt(p.get("mask_iou")), fmt(p.get("patch_balanced_accuracy")), fmt(p.get("bg_gap")),
+        ])
     return header, rows
 
 
@@ -42,14 +97,19 @@ def render_text(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line, sep, *body])
 
 
+def _md(cell: object) -> str:
+    return str(cell).replace("|", "\\|").replace("\n", " ")
+
+
 def render_markdown(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    out = ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
 
 def group_table(metrics: dict[str, Any]) -> str:
     header = ["y", "place", "n", "accuracy"]
-    rows = [[str(g["y"]), str(g["place"]), str(g["n"]), fmt(g["accuracy"], g.get("accuracy_std"))]
+    several = metrics.get("n_seeds", 1) > 1
+    rows = [[str(g["y"]), str(g["place"]), str(g["n"]), fmt(g["accuracy"], g.get("accuracy_std") if several else None)]
             for g in metrics["groups"]]
     return render_text(header, rows)

@@ -99,3 +99,7 @@ class Oracle(AutoBackSwap):
     name = "oracle"
     needs = "ground-truth segmentations of every training image"
     oracle = True
+
+
+# Baselines (groupdro, dfr, jtt, erm_aug, random_paste) register themselves on import.
+from . import baselines as _baselines  # noqa: E402,F401

@@ -1,0 +1,142 @@
+"""Plots for the report, as PNG bytes (matplotlib's object API on the Agg canvas: no global backend
+switch, no display needed).
+
+* :func:`group_bars`: per-group test accuracy of every method (mean over seeds, std as error bars).
+* :func:`label_efficiency_plot`: worst-group accuracy against the number of labelled images.
+* :func:`image_grid`: a titled grid of HWC uint8 images (diagnostic samples).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
+
+
+def _png(fig: Figure, dpi: int = 100) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def group_label(group: dict[str, Any], majority: set[tuple[int, int]] | None = None) -> str:
+    label = f"y={group['y']}, place={group['place']}"
+    if majority is not None:
+        label += " (majority)" if (group["y"], group["place"]) in majority else " (minority)"
+    return label
+
+
+def group_bars(results: dict[str, Any], split: str = "test") -> bytes | None:
+    """Grouped bars: one cluster per method, one bar per (y, place) group; None if no method has a result."""
+    methods = [(name, e[split]) for name, e in results["methods"].items() if e.get(split)]
+    if not methods:
+        return None
+    majority = _majority(results)
+    groups = [(g["y"], g["place"]) for g in methods[0][1]["groups"]]
+    width = 0.8 / len(groups)
+    fig = Figure(figsize=(min(10.5, max(6.0, 0.85 * len(methods) + 2.5)), 4.0))
+    ax = fig.add_subplot()
+    x = np.arange(len(methods))
+    for k, (gy, gp) in enumerate(groups):
+        values, errors = [], []
+        for _, metrics in methods:
+            match = [g for g in metrics["groups"] if (g["y"], g["place"]) == (gy, gp)]
+            values.append(match[0]["accuracy"] if match else np.nan)
+            errors.append(match[0].get("accuracy_std", 0.0) if match else 0.0)
+        minority = majority is not None and (gy, gp) not in majority
+        ax.bar(x + (k - (len(groups) - 1) / 2) * width, values, width, yerr=errors, capsize=2,
+               color=PALETTE[k % len(PALETTE)], edgecolor="white" if not minority else "#333333",
+               hatch="//" if minority else None, linewidth=0.6, error_kw={"elinewidth": 0.8},
+               label=group_label({"y": gy, "place": gp}, majority))
+    for i, (_, metrics) in enumerate(methods):
+        wga = metrics["worst_group_accuracy"]
+        ax.plot([i - 0.42, i + 0.42], [wga, wga], color="black", linewidth=1.2, linestyle="--",
+                label="worst-group accuracy" if i == 0 else None)
+    ax.set_xticks(x)
+    ax.set_xticklabels([_wrap(n) for n, _ in methods], fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"{split} accuracy")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def label_efficiency_plot(curve: dict[str, Any]) -> bytes | None:
+    """WGA (mean ± std) against labelled images, with ERM / oracle as horizontal references."""
+    points = [p for p in curve.get("points", []) if "worst_group_accuracy" in p]
+    if not points:
+        return None
+    fig = Figure(figsize=(6.0, 3.6))
+    ax = fig.add_subplot()
+    budgets = [p.get("n_labels") or p["label_budget"] for p in points]
+    wga = np.array([p["worst_group_accuracy"] for p in points])
+    std = np.array([p.get("worst_group_accuracy_std", 0.0) for p in points])
+    avg = np.array([p["average_accuracy"] for p in points])
+    ax.errorbar(budgets, wga, yerr=std, marker="o", color=PALETTE[0], capsize=3, label="worst-group accuracy")
+    ax.plot(budgets, avg, marker="s", color=PALETTE[1], linewidth=1, alpha=0.8, label="average accuracy")
+    styles = {"erm": ("#c44e52", ":"), "oracle": ("#55a868", "--")}
+    for name, value in curve.get("reference_worst_group_accuracy", {}).items():
+        colour, style = styles.get(name, ("#8c8c8c", "-."))
+        ax.axhline(value, color=colour, linestyle=style, linewidth=1, label=f"{name} WGA")
+    ax.set_xscale("log")
+    ax.set_xticks(budgets)
+    ax.set_xticklabels([str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training images")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def image_grid(rows: list[list[np.ndarray]], col_titles: list[str], row_titles: list[str] | None = None,
+               cell: float = 1.0) -> bytes:
+    """A grid of HWC uint8 RGB images with column (and row) titles."""
+    if not rows:
+        raise ValueError("no images to draw")
+    n_rows, n_cols = len(rows), len(rows[0])
+    fig = Figure(figsize=(cell * n_cols + 0.4, cell * n_rows + 0.35))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            ax = axes[r][c]
+            ax.imshow(image, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(col_titles[c], fontsize=8)
+            if c == 0 and row_titles:
+                ax.set_ylabel(row_titles[r], fontsize=8)
+    fig.subplots_adjust(left=0.06, right=0.99, top=1 - 0.3 / (cell * n_rows + 0.35), bottom=0.01,
+                        wspace=0.05, hspace=0.05)
+    return _png(fig)
+
+
+def _wrap(name: str) -> str:
+    """One line per ``:``-separated part of a method spec, long option names shortened."""
+    short = {"label_budget=": "labels=", "inpainter=": "fill="}
+    parts = name.split(":")
+    for long, abbrev in short.items():
+        parts = [p.replace(long, abbrev) for p in parts]
+    return "\n".join(parts)
+
+
+def _majority(results: dict[str, Any]) -> set[tuple[int, int]] | None:
+    train = results.get("train_groups")
+    if not train:
+        return None
+    from .metrics import majority_groups
+
+    return majority_groups({(g["y"], g["place"]): g["n"] for g in train})

@@ -1,0 +1,351 @@
+"""The experiment report: ``RUN/report.html`` (self-contained: inline CSS, images as base64 data URIs)
+and ``RUN/report.md`` (images written next to it under ``RUN/report_files/``).
+
+Sections: the results table (mean ± std over seeds, skipped methods with their reason), per-group
+bar charts, the label-efficiency curve when swept, the background diagnostics with sample images,
+the contact sheets of masks and composites, and the group make-up of train and val.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..io import write_bytes, write_text
+from . import plots
+from .table import (
+    COLUMNS,
+    diagnostics_rows,
+    fmt,
+    label_efficiency_rows,
+    render_markdown,
+    results_rows,
+    seeds_caption,
+)
+
+log = logging.getLogger(__name__)
+
+CSS = """
+:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --bg-alt: #f6f8fa; --accent: #0969da; --warn: #9a6700; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #ffffff; color: var(--fg);
+       font: 14px/1.5 -apple-system, "Segoe UI", "Helvetica Neue", Arial, "DejaVu Sans", sans-serif; }
+main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 48px; }
+h1 { font-size: 24px; margin: 0 0 4px; }
+h2 { font-size: 18px; margin: 32px 0 8px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+p.meta, p.caption, .note, figcaption { color: var(--muted); }
+p.caption { margin: 4px 0 8px; font-size: 13px; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 13px; margin: 4px 0 8px; }
+th, td { border: 1px solid var(--line); padding: 5px 9px; text-align: right; vertical-align: top; }
+th { background: var(--bg-alt); font-weight: 600; white-space: nowrap; }
+td.name, th.name { text-align: left; font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: nowrap; }
+tr.method td.name { white-space: normal; min-width: 240px; max-width: 420px; }
+.mname { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-weight: 600; word-break: break-all; }
+.sub { font-family: -apple-system, "Segoe UI", Arial, "DejaVu Sans", sans-serif; font-size: 11.5px; color: var(--muted);
+       line-height: 1.35; margin-top: 2px; }
+.sub.warn { color: var(--warn); }
+h3 { font-size: 14px; margin: 18px 0 4px; font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
+td.text, th.text { text-align: left; color: var(--muted); max-width: 340px; font-size: 12px; }
+td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr:nth-child(even) td { background: #fbfcfd; }
+tr.skipped td { color: var(--muted); background: #fff8e6; }
+td.skip { text-align: left; color: var(--warn); }
+td.best { font-weight: 700; color: var(--accent); }
+img { max-width: 100%; height: auto; border: 1px solid var(--line); background: #fff; }
+img.pixelated { image-rendering: pixelated; }
+figure { margin: 12px 0 20px; }
+figcaption { font-size: 12px; margin-top: 4px; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-size: 13px; }
+dt { font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
+dd { margin: 0; color: var(--muted); }
+details { margin-top: 24px; }
+summary { cursor: pointer; font-weight: 600; }
+code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; background: var(--bg-alt); padding: 0 3px; }
+"""
+
+LEGEND = ("WGA: worst-group accuracy (the minimum over (y, place) groups). avg acc: plain accuracy on the test split. "
+          "train-weighted acc: per-group accuracies weighted by the training group proportions (the DFR / JTT "
+          "convention). minority / majority acc: pooled over groups whose place is not / is the class's most "
+          "frequent place in training. mask IoU: learned masks against the ground-truth segmentations (train split).")
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def html_table(header: list[str], rows: list[list[str]], table_id: str, text_columns: tuple[int, ...] = (),
+               skipped_rows: tuple[int, ...] = (), best: dict[int, int] | None = None) -> str:
+    """A table; column 0 is the name, ``text_columns`` are left-aligned prose; ``best`` maps a column
+    to the row index to highlight."""
+    out = [f'<div class="table-wrap"><table id="{_e(table_id)}"><thead><tr>']
+    out += [f'<th class="{"name" if i == 0 else "text" if i in text_columns else ""}">{_e(h)}</th>'
+            for i, h in enumerate(header)]
+    out.append("</tr></thead><tbody>")
+    for r, row in enumerate(rows):
+        out.append('<tr class="skipped">' if r in skipped_rows else "<tr>")
+        for c, cell in enumerate(row):
+            cls = "name" if c == 0 else "text" if c in text_columns else "num"
+            if best and best.get(c) == r:
+                cls += " best"
+            out.append(f'<td class="{cls}">{_e(cell)}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _results_table_html(results: dict[str, Any], split: str = "test", table_id: str = "results-table") -> str:
+    """Numbers in columns; the method cell also carries what the method needs, its notes and, for a
+    skipped method, why it has no number."""
+    header, rows = results_rows(results, split)
+    header = header[:-1]  # notes go under the method name
+    names = list(results["methods"])
+    entries = list(results["methods"].values())
+    wga = [(e[split]["worst_group_accuracy"], i) for i, e in enumerate(entries)
+           if e.get(split) and not names[i].startswith("oracle")]
+    best = max(wga)[1] if wga else None
+    out = [f'<div class="table-wrap"><table id="{_e(table_id)}"><thead><tr>']
+    out += [f'<th class="{"name" if i == 0 else ""}">{_e(h)}</th>' for i, h in enumerate(header)]
+    out.append("</tr></thead><tbody>")
+    for i, (row, entry) in enumerate(zip(rows, entries, strict=True)):
+        skipped = not entry.get(split)
+        out.append(f'<tr class="method{" skipped" if skipped else ""}" data-method="{_e(names[i])}">')
+        cell = [f'<span class="mname">{_e(row[0])}</span>']
+        if entry.get("needs"):
+            cell.append(f'<div class="sub">needs: {_e(entry["needs"])}</div>')
+        if skipped:
+            cell.append(f'<div class="sub warn">skipped: {_e(entry.get("skipped", "no result"))}</div>')
+        cell += [f'<div class="sub warn">{_e(n)}</div>' for n in entry.get("notes", [])]
+        out.append(f'<td class="name">{"".join(cell)}</td>')
+        for c, value in enumerate(row[1:-1], start=1):
+            cls = "num skip" if value == "skipped" else "num best" if (c == 1 and i == best) else "num"
+            out.append(f'<td class="{cls}">{_e(value)}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _group_make_up(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["split", "groups (y, place): n"]
+    rows = []
+    for split in ("train", "val"):
+        groups = results.get(f"{split}_groups")
+        if groups:
+            rows.append([split, ", ".join(f"({g['y']}, {g['place']}): {g['n']}" for g in groups)])
+    return header, rows
+
+
+def _resolve(run_dir: Path, path: str | None) -> Path | None:
+    """A file recorded in results.json: as recorded, else relative to the run folder."""
+    if not path:
+        return None
+    for candidate in (Path(path), run_dir / path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _sheets(results: dict[str, Any], run_dir: Path) -> list[tuple[str, Path]]:
+    """(caption, path) of the contact sheets to show: the first seed of each method, and of a
+    label-budget sweep only the largest budget."""
+    from ..train.methods import parse_method_spec
+
+    chosen: dict[str, tuple[int, str, dict[str, Any]]] = {}
+    for name, entry in results["methods"].items():
+        runs = [{**r, "contact_sheet": str(_resolve(run_dir, r.get("contact_sheet")))}
+                for r in entry.get("runs", []) if _resolve(run_dir, r.get("contact_sheet"))]
+        if not runs:
+            continue
+        try:
+            base, options = parse_method_spec(name)
+        except (KeyError, ValueError):
+            base, options = name, {}
+        budget = int(options.pop("label_budget", options.pop("budget", 0)) or 0)
+        key = base + "".join(f":{k}={v}" for k, v in sorted(options.items()))
+        if key not in chosen or budget > chosen[key][0]:
+            chosen[key] = (budget, name, runs[0])
+    seen: set[str] = set()
+    out = []
+    for _, name, run in chosen.values():
+        if run["contact_sheet"] not in seen:
+            seen.add(run["contact_sheet"])
+            out.append((f"{name} (seed {run['seed']})", Path(run["contact_sheet"])))
+    return out
+
+
+SHEET_CAPTIONS = {
+    "default": "Each row: image | predicted grid (if learned) | refined alpha | cut-out | background | composites.",
+    "random_paste": "Each row: image | alpha | cut-out | background (the original image, not inpainted) | composites "
+                    "on uniformly drawn training images.",
+}
+
+
+def _config_line(results: dict[str, Any]) -> str:
+    cfg = results.get("config", {})
+    train = cfg.get("train", {})
+    bits = [f"dataset <code>{_e(results.get('dataset', '?'))}</code>",
+            f"image size {_e(cfg.get('image_size', '?'))} px",
+            f"model {_e(train.get('model', '?'))} (width {_e(train.get('width', '?'))})",
+            f"{_e(train.get('epochs', '?'))} epochs", _e(seeds_caption(results))]
+    if cfg.get("method_options"):
+        bits.append("options " + ", ".join(f"{_e(k)}={_e(v)}" for k, v in cfg["method_options"].items()))
+    return " · ".join(b for b in bits if b)
+
+
+def render_html(results: dict[str, Any], images: dict[str, bytes], sheets: list[tuple[str, Path]]) -> str:
+    parts = ['<!doctype html><html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>autobackswap report: {_e(Path(str(results.get('dataset', ''))).name)}</title>",
+             f"<style>{CSS}</style></head><body><main>",
+             "<h1>AutoBackSwap experiment report</h1>", f'<p class="meta">{_config_line(results)}</p>']
+
+    parts.append('<section id="results"><h2>Results on the test split</h2>')
+    parts.append(f'<p class="caption">{_e(seeds_caption(results))}. The best WGA apart from the oracle is '
+                 "highlighted. A method that cannot work on this data is marked <em>skipped</em> with the reason; "
+                 "no number is reported for it.</p>")
+    parts.append(_results_table_html(results))
+    parts.append(f'<p class="caption">{_e(LEGEND)}</p></section>')
+
+    if "groups" in images:
+        parts.append('<section id="groups"><h2>Per-group accuracy</h2>')
+        parts.append(f'<figure><img alt="per-group test accuracy" src="{_data_uri(images["groups"])}">'
+                     "<figcaption>Test accuracy per (y, place) group, mean over seeds with std error bars; hatched "
+                     "bars are groups that are a minority (or absent) in training; the dashed line is each "
+                     "method's worst-group accuracy.</figcaption></figure></section>")
+
+    curve = results.get("label_efficiency")
+    if curve:
+        parts.append('<section id="label-efficiency"><h2>Label efficiency</h2>')
+        if "label_efficiency" in images:
+            parts.append(f'<figure><img alt="label-efficiency curve" src="{_data_uri(images["label_efficiency"])}">'
+                         f"<figcaption>{_e(curve['method'])}: test accuracy against the number of patch-labelled "
+                         "training images.</figcaption></figure>")
+        parts.append(html_table(*label_efficiency_rows(curve), "label-efficiency-table"))
+        parts.append("</section>")
+
+    diag = results.get("diagnostics")
+    if diag:
+        parts.append('<section id="diagnostics"><h2>Background diagnostics</h2>')
+        if diag.get("skipped"):
+            parts.append(f'<p class="note">Not computed: {_e(diag["skipped"])}</p>')
+        else:
+            source = "ground-truth segmentations" if diag.get("masks") == "ground_truth" else \
+                f"masks predicted by the detector {diag.get('detector')}"
+            excluded = sum((diag.get("excluded") or {}).values())
+            parts.append(f'<p class="caption">Accuracy on {diag.get("n")} test images rebuilt from {_e(source)} '
+                         f"(inpainter {_e(diag.get('inpainter'))}, seed {_e(diag.get('seed'))}; {excluded} images "
+                         f"without a usable mask left out). {_e(seeds_caption(results))}.</p>")
+            parts.append(html_table(*diagnostics_rows(results), "diagnostics-table"))
+            parts.append("<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>"
+                                          for k, v in (diag.get("definitions") or {}).items()) + "</dl>")
+            if "diagnostic_samples" in images:
+                parts.append(f'<figure><img class="pixelated" alt="diagnostic samples" '
+                             f'src="{_data_uri(images["diagnostic_samples"])}"><figcaption>Samples of the diagnostic '
+                             "sets.</figcaption></figure>")
+        parts.append("</section>")
+
+    if sheets:
+        parts.append('<section id="samples"><h2>Sample masks and composites</h2>')
+        for caption, path in sheets:
+            kind = "random_paste" if caption.startswith("random_paste") else "default"
+            parts.append(f"<h3>{_e(caption)}</h3><p class=\"caption\">{_e(SHEET_CAPTIONS[kind])}</p>"
+                         f'<figure><img class="pixelated" alt="{_e(caption)}" src="{_data_uri(path.read_bytes())}">'
+                         "</figure>")
+        parts.append("</section>")
+
+    header, rows = _group_make_up(results)
+    if rows:
+        parts.append('<section id="data"><h2>Data</h2>')
+        parts.append(html_table(header, rows, "groups-table", text_columns=(1,)))
+        parts.append("</section>")
+    if any("val" in e for e in results["methods"].values()):
+        parts.append("<details><summary>Validation split (model selection uses average validation accuracy)</summary>")
+        parts.append(_results_table_html(results, "val", "val-table"))
+        parts.append("</details>")
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
+def render_markdown_report(results: dict[str, Any], files: dict[str, str], sheets: list[tuple[str, str]]) -> str:
+    """``files`` maps an image key to its path relative to the report; ``sheets`` (caption, relative path)."""
+    lines = ["# AutoBackSwap experiment report", ""]
+    cfg = results.get("config", {})
+    train = cfg.get("train", {})
+    lines += [f"Dataset `{results.get('dataset', '?')}`, image size {cfg.get('image_size', '?')} px, "
+              f"model {train.get('model', '?')}, {train.get('epochs', '?')} epochs, {seeds_caption(results)}.", ""]
+    lines += ["## Results on the test split", "", f"{seeds_caption(results)}.", ""]
+    header, rows = results_rows(results)
+    needs = [e.get("needs", "") for e in results["methods"].values()]
+    lines += [render_markdown([header[0], "needs", *header[1:]], [[r[0], n, *r[1:]] for r, n in zip(rows, needs, strict=True)]), ""]
+    lines += [LEGEND, ""]
+    if "groups" in files:
+        lines += ["## Per-group accuracy", "", f"![per-group test accuracy]({files['groups']})", ""]
+    curve = results.get("label_efficiency")
+    if curve:
+        lines += ["## Label efficiency", ""]
+        if "label_efficiency" in files:
+            lines += [f"![label-efficiency curve]({files['label_efficiency']})", ""]
+        lines += [render_markdown(*label_efficiency_rows(curve)), ""]
+    diag = results.get("diagnostics")
+    if diag:
+        lines += ["## Background diagnostics", ""]
+        if diag.get("skipped"):
+            lines += [f"Not computed: {diag['skipped']}", ""]
+        else:
+            lines += [f"{diag.get('n')} test images, masks: {diag.get('masks')}, inpainter {diag.get('inpainter')}. "
+                      f"{seeds_caption(results)}.", ""]
+            lines += [render_markdown(*diagnostics_rows(results)), ""]
+            lines += [f"- `{k}`: {v}" for k, v in (diag.get("definitions") or {}).items()] + [""]
+            if "diagnostic_samples" in files:
+                lines += [f"![diagnostic samples]({files['diagnostic_samples']})", ""]
+    if sheets:
+        lines += ["## Sample masks and composites", ""]
+        for caption, rel in sheets:
+            lines += [f"**{caption}**", "", f"![{caption}]({rel})", ""]
+    header, rows = _group_make_up(results)
+    if rows:
+        lines += ["## Data", "", render_markdown(header, rows), ""]
+    return "\n".join(lines)
+
+
+def write_report(run_dir: str | Path, results: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` (+ ``report_files/``) into ``run_dir``."""
+    run_dir = Path(run_dir)
+    images: dict[str, bytes] = {}
+    groups = plots.group_bars(results)
+    if groups:
+        images["groups"] = groups
+    curve = results.get("label_efficiency")
+    if curve:
+        png = plots.label_efficiency_plot(curve)
+        if png:
+            images["label_efficiency"] = png
+    samples = _resolve(run_dir, (results.get("diagnostics") or {}).get("samples"))
+    if samples is not None:
+        images["diagnostic_samples"] = samples.read_bytes()
+    sheets = _sheets(results, run_dir)
+    html_path = run_dir / "report.html"
+    write_text(html_path, render_html(results, images, sheets))
+    files: dict[str, str] = {}
+    for key, png in images.items():
+        if key == "diagnostic_samples" and samples is not None:
+            files[key] = os.path.relpath(samples, run_dir)
+            continue
+        write_bytes(run_dir / "report_files" / f"{key}.png", png)
+        files[key] = f"report_files/{key}.png"
+    rel_sheets = [(caption, os.path.relpath(path, run_dir)) for caption, path in sheets]
+    md_path = run_dir / "report.md"
+    write_text(md_path, render_markdown_report(results, files, rel_sheets))
+    log.info("report: %s, %s", html_path, md_path)
+    return html_path, md_path
+
+
+__all__ = ["COLUMNS", "fmt", "render_html", "render_markdown_report", "write_report"]
