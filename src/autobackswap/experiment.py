@@ -389,13 +389,14 @@ def split_groups(split: SplitData) -> list[dict[str, int]]:
 def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentData | None = None) -> dict[str, Any]:
     """Run every method for every seed; write ``results.json`` (after each method, so partial
     results survive a crash), the diagnostics and the report, and return the results."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).absolute()  # recorded paths (contact sheets, detectors) do not depend on the cwd
     specs = expand_methods(cfg.methods, cfg.label_budgets)
     for spec in specs:
         make_method(spec, cfg)  # fail fast on an unknown method or option, before loading anything
     data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"dataset": str(cfg.data), "config": asdict(cfg), "methods": {},
+    results: dict[str, Any] = {"dataset": str(cfg.data), "config": asdict(cfg), "run_dir": str(data.run_dir),
+                               "methods": {},
                                "train_groups": split_groups(data.train), "val_groups": split_groups(data.val)}
     write_json(run_dir / "config.json", asdict(cfg))
     diag = DiagnosticsRunner(data, cfg.method_options, same=cfg.diagnostics_same) if cfg.diagnostics else None
@@ -481,9 +482,12 @@ def diagnose_run(run_dir: str | Path, data_dir: str | Path | None = None, masks:
     same = same or config.get("diagnostics_same", "majority")
     diag = DiagnosticsRunner(data, options, seed, same, masks, detector)
     if detector is None and not diag.use_ground_truth:
+        from .evaluate.report import locate_file
+
         for entry in results["methods"].values():
             for run in entry.get("runs", []):
-                diag.offer_detector(run.get("detector"), run.get("n_labels"))
+                found_detector = locate_file(run.get("detector"), run_dir, results.get("run_dir"))
+                diag.offer_detector(str(found_detector) if found_detector else None, run.get("n_labels"))
     if not diag.ready(final=True):
         raise AutoBackSwapError(diag.why_not())
     found = 0

@@ -143,14 +143,19 @@ def _group_make_up(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
-def _resolve(run_dir: Path, path: str | None) -> Path | None:
-    """A file recorded in results.json: as recorded, else relative to the run folder."""
+def locate_file(path: str | None, run_dir: Path, recorded_run_dir: str | None = None) -> Path | None:
+    """A file recorded in results.json: as recorded; else relative to the run folder; else, when it
+    lay under the run folder as it was then (``recorded_run_dir``), under the run folder as it is now
+    (a copied or moved run)."""
     if not path:
         return None
-    for candidate in (Path(path), run_dir / path):
-        if candidate.is_file():
-            return candidate
-    return None
+    candidates = [Path(path), run_dir / path]
+    if recorded_run_dir:
+        try:
+            candidates.append(run_dir / Path(path).relative_to(recorded_run_dir))
+        except ValueError:
+            pass
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def _sheets(results: dict[str, Any], run_dir: Path) -> list[tuple[str, Path]]:
@@ -160,8 +165,9 @@ def _sheets(results: dict[str, Any], run_dir: Path) -> list[tuple[str, Path]]:
 
     chosen: dict[str, tuple[int, str, dict[str, Any]]] = {}
     for name, entry in results["methods"].items():
-        runs = [{**r, "contact_sheet": str(_resolve(run_dir, r.get("contact_sheet")))}
-                for r in entry.get("runs", []) if _resolve(run_dir, r.get("contact_sheet"))]
+        recorded = results.get("run_dir")
+        runs = [{**r, "contact_sheet": str(locate_file(r.get("contact_sheet"), run_dir, recorded))}
+                for r in entry.get("runs", []) if locate_file(r.get("contact_sheet"), run_dir, recorded)]
         if not runs:
             continue
         try:
@@ -328,7 +334,7 @@ def write_report(run_dir: str | Path, results: dict[str, Any]) -> tuple[Path, Pa
         png = plots.label_efficiency_plot(curve)
         if png:
             images["label_efficiency"] = png
-    samples = _resolve(run_dir, (results.get("diagnostics") or {}).get("samples"))
+    samples = locate_file((results.get("diagnostics") or {}).get("samples"), run_dir, results.get("run_dir"))
     if samples is not None:
         images["diagnostic_samples"] = samples.read_bytes()
     sheets = _sheets(results, run_dir)

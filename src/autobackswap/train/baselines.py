@@ -378,7 +378,8 @@ class JTT(Method):
         if len(errors) == 0:
             return MethodOutput(None, None, skipped=(
                 f"stage 1 ({t} epoch{'s' if t != 1 else ''} of ERM) classifies all {n} training images "
-                f"correctly: the error set is empty, so stage 2 would be plain ERM (try a smaller t)"))
+                f"correctly: the error set is empty, so stage 2 would be plain ERM"
+                + (" (try a smaller t)" if t > 1 else " (ERM fits every training image within one epoch)")))
         minority = set(minority_groups(data.train.labels, data.train.place))
         err_groups = group_counts_of(data.train.labels[errors], data.train.place[errors])
         in_minority = sum(v for g, v in err_groups.items() if g in minority)
