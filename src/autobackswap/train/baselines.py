@@ -103,9 +103,9 @@ def minority_groups(labels: np.ndarray, place: np.ndarray) -> list[tuple[int, in
 
 
 def all_groups(data: ExperimentData) -> list[tuple[int, int]]:
-    """Every ``(label index, place)`` combination of the dataset's classes and places (all splits)."""
-    places = sorted({int(p) for s in (data.train, data.val, data.test) for p in s.place.tolist()})
-    return [(c, p) for c in range(data.num_classes) for p in places]
+    """Every ``(label index, place)`` group that occurs in some split (train, val or test)."""
+    return sorted({(int(c), int(p)) for s in (data.train, data.val, data.test)
+                   for c, p in zip(s.labels.tolist(), s.place.tolist(), strict=True)})
 
 
 def _fmt_groups(groups: list[tuple[int, int]], classes: list[int]) -> str:
