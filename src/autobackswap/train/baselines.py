@@ -554,7 +554,7 @@ class RandomPaste(Method):
         from ..pipeline import build_banks
 
         banks = build_banks(data, self.pipeline, cfg.seed)
-        fg = banks.swap.fg.numpy()
+        fg = np.asarray(banks.swap.fg)  # a tensor, or a DiskArray when the banks stream from disk
         swap = uniform_swap(fg, data.train.images, data.train.labels, self.pipeline.swap_config())
         info = {k: v for k, v in banks.info.items() if k != "contact_sheet"}
         rows = np.linspace(0, len(data.train) - 1, min(8, len(data.train))).round().astype(int)
