@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -77,10 +78,32 @@ def add_method_option_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--inpainter", default=None, help="inpainter from the registry (default telea)")
     g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
     g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
+    e = p.add_argument_group("separation engine (execution only: every engine writes the same files)")
+    e.add_argument("--engine", default=None,
+                   help="local: a process pool on this machine (default); ray: a Ray Data pipeline")
+    e.add_argument("--workers", type=int, default=None,
+                   help="local: worker processes; ray: CPUs of a new local Ray instance (default: every core)")
+    e.add_argument("--ray-address", default=None,
+                   help="ray: connect to this cluster (e.g. auto, ray://head:10001) instead of starting a local instance")
+
+
+def add_stream_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stream", action="store_true",
+                   help="keep images, masks and swap banks on disk (OUT/cache/, read per batch) instead of in memory, "
+                        "so memory stays flat as the dataset grows")
+
+
+def load_data(args: argparse.Namespace) -> Any:
+    from .data.stream import load_streaming_data
+    from .experiment import load_experiment_data
+
+    loader = load_streaming_data if getattr(args, "stream", False) else load_experiment_data
+    return loader(args.data, args.image_size, args.out)
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("label_budget", "labels", "grid", "t_tight", "t_loose", "inpainter", "p", "refine")
+    keys = ("label_budget", "labels", "grid", "t_tight", "t_loose", "inpainter", "p", "refine",
+            "engine", "workers", "ray_address")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
@@ -122,28 +145,49 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder; the checkpoint goes to OUT/model.pt")
     p.add_argument("--method", default="erm", help="a method from the registry (default erm)")
     p.add_argument("--seed", type=int, default=0)
+    add_stream_arg(p)
     add_train_args(p)
     add_method_option_args(p)
+    p.description = ("Train one classifier with a method and save its checkpoint. Under `torchrun --nproc_per_node N "
+                     "-m autobackswap train ...` it trains with DDP (gloo on CPU, NCCL on GPU); --batch-size is the "
+                     "global batch, split across the processes, and only rank 0 writes files.")
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .train import distributed
+
+    distributed.setup()
+    try:
+        return _train_run(args)
+    finally:
+        distributed.cleanup()
+
+
+def _train_run(args: argparse.Namespace) -> int:
     from .evaluate.table import group_table
-    from .experiment import ExperimentConfig, evaluate_model, load_experiment_data, run_method
+    from .experiment import ExperimentConfig, evaluate_model, run_method
     from .io import write_json
+    from .train import distributed
     from .train.loop import save_classifier
 
     cfg = ExperimentConfig(data=str(args.data), methods=[args.method], seeds=[args.seed], image_size=args.image_size,
                            train=train_config(args, args.seed), method_options=method_options(args))
-    data = load_experiment_data(args.data, args.image_size, args.out)
+    with distributed.main_process_first():  # rank 0 writes the image caches (--stream) first
+        data = load_data(args)
     output, seconds = run_method(args.method, data, cfg, args.seed)
     if output.skipped:
         raise AutoBackSwapError(f"method {args.method} cannot run on this data: {output.skipped}")
     assert output.model is not None
+    if not distributed.is_main():
+        return 0
+    fit_info = {} if output.fit is None else {"best_epoch": output.fit.best_epoch, "history": output.fit.history,
+                                               "distributed": output.fit.distributed}
     save_classifier(args.out / "model.pt", output.model, cfg.train, data.num_classes, data.dataset.classes,
                     args.image_size, {"method": args.method, **output.info})
     val = evaluate_model(output.model, data.val, data.train_group_counts, data.dataset.classes)
-    write_json(args.out / "train.json", {"config": asdict(cfg), "train_seconds": seconds, "val": val, **output.info})
+    write_json(args.out / "train.json", {"config": asdict(cfg), "train_seconds": seconds, "val": val, **output.info,
+                                         **fit_info})
     print(f"trained {args.method} in {seconds:.1f}s; val average accuracy {val['average_accuracy']:.3f}")
     print(group_table(val))
     print(f"checkpoint: {args.out / 'model.pt'}")
@@ -254,17 +298,17 @@ def _separate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--oracle", action="store_true", help="use the ground-truth segmentations instead of a detector")
     p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
     p.add_argument("--seed", type=int, default=0)
+    add_stream_arg(p)
     add_method_option_args(p)
     p.set_defaults(func=_separate)
 
 
 def _separate(args: argparse.Namespace) -> int:
     from .detect.detector import Detector
-    from .experiment import load_experiment_data
     from .pipeline import PipelineConfig, run_separation
 
     cfg = PipelineConfig.from_options(method_options(args))
-    data = load_experiment_data(args.data, args.image_size, args.out)
+    data = load_data(args)
     detector = Detector.load(args.detector) if args.detector else None
     out, info = run_separation(data, cfg, args.seed, oracle=args.oracle, detector=detector)
     info.pop("_swap")
@@ -429,6 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":  # started by torchrun
+        print(f"autobackswap {args.command}: error: only `train` runs under torchrun with several processes; "
+              f"run `{args.command}` in one process", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args))
     except (AutoBackSwapError, KeyError, ValueError, FileNotFoundError) as exc:

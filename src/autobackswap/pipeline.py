@@ -17,12 +17,14 @@ import numpy as np
 
 from .compose.functional import JitterConfig
 from .compose.swap import BackgroundSwap, SwapConfig
+from .data.stream import is_disk_backed, mask_cache
 from .detect.detector import Detector
 from .detect.labels import patch_labels
 from .errors import AutoBackSwapError
 from .evaluate.sheets import composites_for, separation_sheet
+from .separate.engines import SeparationJob, pack_banks, read_result, run_job
 from .separate.masks import pixel_iou
-from .separate.run import SeparationConfig, load_banks, separate
+from .separate.run import SeparationConfig, load_banks
 
 if TYPE_CHECKING:
     from .experiment import ExperimentData
@@ -52,6 +54,10 @@ class PipelineConfig:
     scale_max: float = 1.2
     rotation: float = 30.0
     shift: float = 0.15
+    # Execution only (no cache key includes them: every engine writes the same files).
+    engine: str = "local"  # separation engine: local (process pool) or ray (Ray Data)
+    workers: int = 0  # separation processes (local) or CPUs of a new local Ray instance; 0 = every core
+    ray_address: str = ""  # an existing Ray cluster ("auto", "ray://head:10001"); "" starts a local instance
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> PipelineConfig:
@@ -73,11 +79,12 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         """Check registry names now, before any data is loaded or a detector is trained."""
         from .detect.model import BACKBONES
+        from .separate.engines import ENGINES
         from .separate.inpaint import INPAINTERS
         from .separate.masks import REFINERS
 
         for registry, name in ((INPAINTERS, self.inpainter), (REFINERS, self.refine),
-                               (BACKBONES, self.detector_backbone)):
+                               (BACKBONES, self.detector_backbone), (ENGINES, self.engine)):
             registry.get(name)  # KeyError listing the valid names
 
     def swap_config(self) -> SwapConfig:
@@ -104,8 +111,24 @@ def fingerprint(*arrays: np.ndarray) -> str:
     h = hashlib.sha1()
     for a in arrays:
         h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
+        if is_disk_backed(a):  # the same digest, read chunk by chunk
+            for _, rows in a.chunks():
+                h.update(rows.tobytes())
+        else:
+            h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:10]
+
+
+def detector_checkpoint(detector: Detector, cache_dir: Path, saved: str | None = None) -> tuple[Path, str]:
+    """A checkpoint of ``detector`` that engine workers can load (``saved`` when it has one already,
+    else ``cache_dir/weights_<digest>.pt``), and a digest of its weights."""
+    digest = fingerprint(*[t.detach().cpu().numpy() for t in detector.model_.state_dict().values()])
+    if saved and Path(saved).is_file():
+        return Path(saved), digest
+    path = cache_dir / f"weights_{digest}.pt"
+    if not path.is_file():
+        detector.save(path)
+    return path, digest
 
 
 @dataclass
@@ -139,50 +162,83 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
 
 
 def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False,
-                   detector: Detector | None = None) -> tuple[Path, dict[str, Any]]:
-    """Separate the whole train split (cached under RUN/separation/, resumable).
+                   detector: Detector | None = None, readonly: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Separate the whole train split (cached under RUN/separation/, resumable) on the engine
+    ``cfg.engine`` (:mod:`.separate.engines`).
 
     Learned masks come from ``detector``, or from one fitted (and cached) here; ``oracle`` uses
-    the ground-truth segmentations instead.
+    the ground-truth segmentations instead. When the train images are a
+    :class:`~autobackswap.data.stream.DiskArray` (``--stream``), nothing here holds the split in
+    memory: ground-truth masks are cached on disk too and the swap banks are read per batch.
+    ``readonly`` (torchrun ranks other than 0) reads a finished separation and writes nothing.
     """
     info: dict[str, Any] = {}
     sep_cfg = cfg.separation_config(seed)
-    p_fg = None
+    train = data.train
+    stream = is_disk_backed(train.images)
+    manifest: dict[str, Any] = {"paths": [str(r.path) for r in train.records], "rows": [r.row for r in train.records],
+                                "image_size": data.image_size, "images": train.images}
+    seg = None
+    if data.dataset.has_segmentations:
+        seg = (mask_cache(data.dataset, train.records, data.image_size, data.run_dir / "cache", "train")
+               if stream else train.segmentations)
     if oracle:
-        if not data.dataset.has_segmentations:
+        if seg is None:
             raise AutoBackSwapError(f"{data.dataset.root}: the oracle needs segmentations/ for every training image")
-        seg = data.train.segmentations
-        digest = sep_cfg.digest(f"{data.image_size}:{fingerprint(data.train.images, seg)}")
+        digest = sep_cfg.digest(f"{data.image_size}:{fingerprint(train.images, seg)}")
         out = data.run_dir / "separation" / f"oracle_{digest}"
-        result = separate(data.train.images, out, sep_cfg, segmentations=seg)
+        job = SeparationJob(out, sep_cfg, segmentations=[str(data.dataset.segmentation_path(r)) for r in train.records],
+                            segmentation_masks=seg, **manifest)
     else:
         if detector is None:
             detector, det_info = fit_detector(data, cfg, seed, data.run_dir / "detectors")
             info.update(det_info)
-        p_fg = detector.predict_proba(data.train.images)
-        digest = sep_cfg.digest(f"{data.image_size}:{info.get('detector')}:{detector.config.grid}:{float(p_fg.sum()):.6f}"
-                                f":{fingerprint(data.train.images)}")
+        checkpoint, weights = detector_checkpoint(detector, data.run_dir / "detectors", info.get("detector"))
+        digest = sep_cfg.digest(f"{data.image_size}:{info.get('detector')}:{detector.config.grid}:{weights}"
+                                f":{fingerprint(train.images)}")
         out = data.run_dir / "separation" / f"abs_{digest}"
-        result = separate(data.train.images, out, sep_cfg, p_fg=p_fg, extra_config={"detector": info.get("detector")})
+        job = SeparationJob(out, sep_cfg, detector=str(checkpoint), extra_config={"detector": info.get("detector")},
+                            **manifest)
+    result = read_result(job) if readonly else run_job(job, cfg.engine, cfg.workers, cfg.ray_address)
     info["separation"] = str(out)
     info["separation_counts"] = result.counts
-    fg, bg = load_banks(out, len(data.train))
-    if data.dataset.has_segmentations:
-        seg = data.train.segmentations
-        info["mask_iou"] = float(np.mean([pixel_iou(fg[i, ..., 3], seg[i]) for i in range(len(seg))]))
-    swap = BackgroundSwap(fg, bg, data.train.labels, cfg.swap_config(), data.num_classes)
-    rows = np.linspace(0, len(data.train) - 1, min(8, len(data.train))).round().astype(int)
-    sheet = separation_sheet(out / "contact_sheet.png", data.train.images[rows], fg[rows], bg[rows],
-                             composites_for(swap, data.train.images, rows, 3, seed),
-                             None if p_fg is None else p_fg[rows])
-    info["contact_sheet"] = str(sheet)
+    fg, bg = pack_banks(out, len(train)) if stream else load_banks(out, len(train))
+    if seg is not None:
+        info["mask_iou"] = mean_mask_iou(fg, seg)
+    swap = BackgroundSwap(fg, bg, train.labels, cfg.swap_config(), data.num_classes)
+    info["contact_sheet"] = str(out / "contact_sheet.png")
     info["_swap"] = swap
+    if readonly:
+        return out, info
+    rows = np.linspace(0, len(train) - 1, min(8, len(train))).round().astype(int)
+    separation_sheet(out / "contact_sheet.png", train.images[rows], fg[rows], bg[rows],
+                     composites_for(swap, train.images, rows, 3, seed),
+                     None if oracle or detector is None else detector.predict_proba(train.images[rows]))
     return out, info
 
 
+def mean_mask_iou(foregrounds: Any, segmentations: Any, chunk: int = 1024) -> float:
+    """Mean pixel IoU of the cut-outs' alpha against ground truth, read in chunks."""
+    ious: list[float] = []
+    for start in range(0, len(segmentations), chunk):
+        fg, seg = foregrounds[start : start + chunk], segmentations[start : start + chunk]
+        ious += [pixel_iou(fg[i, ..., 3], seg[i]) for i in range(len(seg))]
+    return float(np.mean(ious))
+
+
 def build_banks(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False) -> Banks:
-    """Separation (cached) and the swap banks the training loop draws from."""
-    _, info = run_separation(data, cfg, seed, oracle)
+    """Separation (cached) and the swap banks the training loop draws from.
+
+    Under torchrun, rank 0 runs the separation (and fits the detector) while the other ranks wait;
+    they then read the same cache (every image done, nothing written) and build the same banks.
+    """
+    from .train import distributed
+
+    with distributed.main_process_first():
+        if distributed.is_main():
+            _, info = run_separation(data, cfg, seed, oracle)
+        else:
+            _, info = run_separation(data, cfg, seed, oracle, readonly=True)
     swap = info.pop("_swap")
     return Banks(swap, info)
 

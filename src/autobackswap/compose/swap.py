@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data.stream import DiskArray
 from ..train.loop import maybe_flip, to_tensor
 from .functional import JitterConfig, SwapParams, apply_params, donors_by_class, sample_params
 
@@ -26,8 +27,20 @@ class SwapConfig:
     jitter: JitterConfig = field(default_factory=JitterConfig)
 
 
-def _chw(x: np.ndarray) -> torch.Tensor:
+def _chw(x: np.ndarray | DiskArray) -> torch.Tensor | DiskArray:
+    """An NHWC uint8 bank as a tensor; a bank on disk stays there (indexing it by a tensor reads rows)."""
+    if isinstance(x, DiskArray):
+        return x
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def usable_images(foregrounds: torch.Tensor | DiskArray, chunk: int = 4096) -> torch.Tensor:
+    """(N,) bool: the cut-out has both foreground and background pixels (alpha > 127), read in chunks."""
+    parts = []
+    for start in range(0, len(foregrounds), chunk):
+        fg = torch.as_tensor(np.asarray(foregrounds[start : start + chunk])[..., 3] > 127).flatten(1)
+        parts.append(fg.any(1) & ~fg.all(1))
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
 
 
 class BackgroundSwap:
@@ -47,10 +60,7 @@ class BackgroundSwap:
         self.fg = _chw(foregrounds)  # NHWC uint8, converted per batch
         self.bg = _chw(backgrounds)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        alpha = self.fg[..., 3]
-        fg_any = (alpha > 127).flatten(1).any(1)
-        fg_all = (alpha > 127).flatten(1).all(1)
-        self.usable = fg_any & ~fg_all  # images with a real cut-out and a real background
+        self.usable = usable_images(self.fg)  # images with a real cut-out and a real background
         k = num_classes or int(self.labels.max()) + 1
         self.donors = donors_by_class(self.labels, self.usable, k)
         if not bool(self.usable.any()):
@@ -121,14 +131,21 @@ class SwapSource:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.randperm(len(self.labels), generator=generator)
+
+    def make_batch(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The composites for dataset indices ``idx`` (NCHW float, channels-last)."""
+        params = self.swap.sample(idx, generator)
+        originals = self.images[idx].permute(0, 3, 1, 2)  # uint8 view; floats made only if needed
+        x = self.swap.apply(originals, idx, params).contiguous(memory_format=torch.channels_last)
+        self.last_params = params
+        return maybe_flip(x, generator) if self.hflip else x
+
     def batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.labels), generator=generator)
+        order = self.order(generator)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             if len(idx) < 2:
                 continue
-            params = self.swap.sample(idx, generator)
-            originals = self.images[idx].permute(0, 3, 1, 2)  # uint8 view; floats made only if needed
-            x = self.swap.apply(originals, idx, params).contiguous(memory_format=torch.channels_last)
-            self.last_params = params
-            yield (maybe_flip(x, generator) if self.hflip else x), self.labels[idx]
+            yield self.make_batch(idx, generator), self.labels[idx]

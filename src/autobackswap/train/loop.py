@@ -24,7 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.stream import is_disk_backed
 from ..errors import DataError, NotFittedError
+from . import distributed
+from .distributed import is_main
 from .models import create_model
 
 log = logging.getLogger(__name__)
@@ -73,7 +76,8 @@ class ArraySource:
         hflip: bool = True,
         sample_weights: np.ndarray | None = None,
     ) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(images))  # NHWC uint8
+        # NHWC uint8; a DiskArray stays on disk and is read per batch (indexing it by a tensor gives a tensor)
+        self.images = images if is_disk_backed(images) else torch.from_numpy(np.ascontiguousarray(images))
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.hflip = hflip
         self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
@@ -131,9 +135,12 @@ def train_one_epoch(
     model.train()
     warmup = int(cfg.warmup_epochs * math.ceil(len(source) / cfg.batch_size))
     total_loss, count = 0.0, 0
+    device = next(model.parameters()).device
     bar = tqdm(source.batches(epoch, cfg.batch_size, generator), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               total=math.ceil(len(source) / cfg.batch_size), leave=False)
+               total=math.ceil(len(source) / cfg.batch_size), leave=False, disable=not is_main())
     for x, y in bar:
+        if device.type != "cpu":
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, total_steps, warmup, cfg.lr)
         logits = model(x)
@@ -151,7 +158,8 @@ def train_one_epoch(
 def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> torch.Tensor:
     """Logits for NHWC uint8 images (eval mode)."""
     model.eval()
-    out = [model(to_tensor(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    device = next(model.parameters()).device
+    out = [model(to_tensor(images[i : i + batch_size]).to(device)).cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -167,6 +175,7 @@ class FitResult:
     best_epoch: int
     train_seconds: float
     epoch_seconds: list[float]
+    distributed: dict[str, Any] = field(default_factory=dict)  # world size, samples per rank, replicas in sync
 
 
 def fit(
@@ -181,13 +190,23 @@ def fit(
     """Train with AdamW + warmup/cosine decay; keep the epoch with the best average val accuracy.
 
     Model selection uses average validation accuracy only: no group labels are needed.
+
+    Under torchrun (:mod:`.distributed`), every rank trains a DDP replica on its shard of each
+    global batch; ``generator`` then orders the epoch (the same on every rank) and a per-rank
+    generator drives augmentation and composition.
     """
+    info = distributed.current()
     generator = torch.Generator().manual_seed(cfg.seed)
+    if info.enabled:
+        source = distributed.ShardedSource(source, info, order_generator=generator)
+        generator = distributed.rank_generator(cfg.seed, info.rank)
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # parameter init; the global RNG state is restored after
             model = create_model(cfg.model, num_classes, cfg.model_weights, width=cfg.width, **cfg.model_kwargs)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = model.to(info.device)
+    train_model = distributed.wrap_model(model, info)  # the model itself when there is one process
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(source) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
@@ -198,8 +217,11 @@ def fit(
     epoch_seconds: list[float] = []
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        loss, step = train_one_epoch(model, source, optimizer, epoch, cfg, generator, step, total_steps, loss_fn)
+        loss, step = train_one_epoch(train_model, source, optimizer, epoch, cfg, generator, step, total_steps, loss_fn)
         epoch_seconds.append(time.perf_counter() - t0)
+        if info.enabled:
+            loss = distributed.all_reduce_mean(loss)
+            distributed.sync_buffers(model)  # rank 0's BatchNorm statistics: identical selection everywhere
         val_acc = accuracy(model, val_images, val_labels)
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_accuracy": val_acc})
         log.info("epoch %d/%d loss %.4f val_acc %.4f", epoch + 1, cfg.epochs, loss, val_acc)
@@ -208,7 +230,16 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model.eval()
-    return FitResult(model, history, best_epoch, time.perf_counter() - start, epoch_seconds)
+    result = FitResult(model, history, best_epoch, time.perf_counter() - start, epoch_seconds)
+    if info.enabled:
+        assert isinstance(source, distributed.ShardedSource)
+        checksums = distributed.all_gather_object(distributed.state_checksum(model))
+        result.distributed = {"world_size": info.world_size, "backend": info.backend,
+                              "samples_per_rank": distributed.all_gather_object(source.samples_seen),
+                              "replicas_in_sync": len(set(checksums)) == 1}
+    if info.device != "cpu":
+        model.to("cpu")
+    return result
 
 
 def save_classifier(path: str | Path, model: nn.Module, cfg: TrainConfig, num_classes: int,
