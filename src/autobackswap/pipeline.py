@@ -17,7 +17,7 @@ import numpy as np
 
 from .compose.functional import JitterConfig
 from .compose.swap import BackgroundSwap, SwapConfig
-from .data.stream import is_disk_backed, mask_cache
+from .data.stream import DiskArray, is_disk_backed, mask_cache
 from .detect.detector import Detector
 from .detect.labels import patch_labels
 from .errors import AutoBackSwapError
@@ -106,12 +106,12 @@ def _coerce(value: Any, default: Any) -> Any:
     return value if value.lower() not in ("none", "") else None
 
 
-def fingerprint(*arrays: np.ndarray) -> str:
+def fingerprint(*arrays: np.ndarray | DiskArray) -> str:
     """A short digest of array contents: cached outputs are keyed by their inputs, not just their options."""
     h = hashlib.sha1()
     for a in arrays:
         h.update(str((a.dtype.str, a.shape)).encode())
-        if is_disk_backed(a):  # the same digest, read chunk by chunk
+        if isinstance(a, DiskArray):  # the same digest, read chunk by chunk
             for _, rows in a.chunks():
                 h.update(rows.tobytes())
         else:

@@ -51,7 +51,7 @@ class BackgroundSwap:
     probability ``p``) by its own foreground pasted on a class-balanced inpainted background.
     """
 
-    def __init__(self, foregrounds: np.ndarray, backgrounds: np.ndarray, labels: np.ndarray,
+    def __init__(self, foregrounds: np.ndarray | DiskArray, backgrounds: np.ndarray | DiskArray, labels: np.ndarray,
                  config: SwapConfig | None = None, num_classes: int | None = None) -> None:
         """``foregrounds`` (N, H, W, 4) uint8 RGBA, ``backgrounds`` (N, H, W, 3) uint8, ``labels`` (N,) ints."""
         if not (len(foregrounds) == len(backgrounds) == len(labels)):

@@ -120,7 +120,7 @@ class DiskArray:
         return self._fd
 
     def _read_into(self, out: np.ndarray, start: int) -> None:
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        view = out.reshape(-1).view(np.uint8).data
         offset = self.offset + start * self.row_bytes
         done = 0
         while done < len(view):
@@ -156,9 +156,10 @@ class DiskArray:
         return {**self.__dict__, "_fd": None, "_pid": -1}
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+        fd = getattr(self, "_fd", None)
+        if fd is not None and self._pid == os.getpid():
             try:
-                os.close(self._fd)
+                os.close(fd)
             except OSError:
                 pass
 
@@ -178,7 +179,7 @@ def write_npy(path: str | Path, shape: tuple[int, ...], dtype: Any, chunks: Iter
             chunk = np.ascontiguousarray(chunk, dtype=dtype)
             if chunk.shape[1:] != tuple(shape[1:]):
                 raise ValueError(f"{path}: chunk rows of shape {chunk.shape[1:]} do not match {shape[1:]}")
-            fh.write(memoryview(chunk.reshape(-1).view(np.uint8)))
+            fh.write(chunk.reshape(-1).view(np.uint8).data)
             written += len(chunk)
         if written != shape[0]:
             raise ValueError(f"{path}: wrote {written} rows, expected {shape[0]}")

@@ -67,7 +67,7 @@ from .run import (
 
 log = logging.getLogger(__name__)
 
-TASK_SIZE = 16  # images per worker task
+TASK_SIZE = 32  # images per worker task
 MIN_IMAGES_PER_WORKER = 256  # below this, an automatic worker count stays in this process
 
 
