@@ -2,7 +2,15 @@
 
 from .grid import grid_to_mask, grid_to_string, mask_to_grid, string_to_grid
 from .images import pil_to_rgb, read_rgb
-from .layout import SPLITS, ImageDataset, Record, load_images, load_segmentations, read_dataset, read_masks_csv
+from .layout import (
+    SPLITS,
+    ImageDataset,
+    Record,
+    load_images,
+    load_segmentations,
+    read_dataset,
+    read_masks_csv,
+)
 
 __all__ = [
     "SPLITS",
