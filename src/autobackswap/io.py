@@ -71,6 +71,17 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     write_bytes(path, encode_png(array))
 
 
+def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """CSV text (header from the first row's keys, ``\\n`` line ends) of a list of dicts."""
+    import csv
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)

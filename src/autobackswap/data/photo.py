@@ -36,8 +36,6 @@ give the same bytes.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -53,7 +51,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..errors import AutoBackSwapError, DataError
-from ..io import encode_png, write_bytes, write_json, write_png
+from ..io import csv_bytes, encode_png, write_bytes, write_json, write_png
 from .assets import default_assets_dir, package_version, prepare_assets
 from .images import pil_to_rgb, resize_rgb
 from .photo_lists import CURATED_BACKGROUNDS, CURATED_BIRDS, BackgroundSpec, BirdSpec
@@ -347,14 +345,6 @@ def _write_plain(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _metadata_csv(rows: Sequence[dict[str, object]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue().encode()
-
-
 def make_photo_benchmark(
     out: str | Path,
     assets: str | Path | None = None,
@@ -477,7 +467,7 @@ def make_photo_benchmark(
                 _write_plain(tmp / "images" / name, s.image)  # the whole folder is renamed into place
                 _write_plain(tmp / "segmentations" / name, s.mask)
             write_json(tmp / "config.json", {**base_config, "test_setting": setting})
-            write_bytes(tmp / "metadata.csv", _metadata_csv([s.row for s in rows]))
+            write_bytes(tmp / "metadata.csv", csv_bytes([s.row for s in rows]))
             _install(tmp, out / setting)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

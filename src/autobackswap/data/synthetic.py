@@ -14,8 +14,6 @@ same bytes.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..io import write_bytes, write_json, write_png
+from ..io import csv_bytes, write_bytes, write_json, write_png
 
 log = logging.getLogger(__name__)
 
@@ -214,11 +212,8 @@ def make_synthetic(
                 write_png(out / "segmentations" / name, mask)
                 rows.append((idx, name, y, split, place))
                 bar.update()
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["img_id", "img_filename", "y", "split", "place"])
-    writer.writerows(rows)
-    write_bytes(out / "metadata.csv", buf.getvalue().encode())
+    columns = ("img_id", "img_filename", "y", "split", "place")
+    write_bytes(out / "metadata.csv", csv_bytes([dict(zip(columns, r, strict=True)) for r in rows]))
     write_json(
         out / "config.json",
         {"generator": "synthetic", "n_train": n_train, "n_val": n_val, "n_test": n_test,
