@@ -39,7 +39,8 @@ def erm_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with contextlib.redirect_stdout(out):
         code_synth = main(["make-synthetic", str(data), "--n-train", "40", "--n-val", "16", "--n-test", "16",
                            "--image-size", "32", "--seed", "0"])
-        code_exp = main(["experiment", str(data), "--methods", "erm", "--seeds", "0", *TRAIN_ARGS, "--out", str(run)])
+        code_exp = main(["experiment", str(data), "--methods", "erm", "--seeds", "0", *TRAIN_ARGS, "--out", str(run),
+                         "--also-test", f"again={data}"])
     return {"data": data, "run": run, "codes": (code_synth, code_exp), "stdout": out.getvalue(),
             "results": json.loads((run / "results.json").read_text())}
 
@@ -88,6 +89,36 @@ def test_results_values_are_consistent(erm_run: dict[str, Any]) -> None:
     assert run["seed"] == 0 and run["best_epoch"] == 1 and len(run["history"]) == 1
     assert erm["train_seconds"] == run["train_seconds"]
     assert run["test"]["worst_group_accuracy"] == test["worst_group_accuracy"]
+
+
+def test_also_test_scores_the_same_models_on_another_test_split(erm_run: dict[str, Any]) -> None:
+    """--also-test again=DATA scores each model on DATA's test split: here the same split, so the same figures."""
+    erm = erm_run["results"]["methods"]["erm"]
+    assert erm["test:again"] == erm["test"]
+    assert erm["runs"][0]["test:again"] == erm["runs"][0]["test"]
+    assert erm_run["results"]["config"]["also_test"] == {"again": str(erm_run["data"])}
+    assert "test split of again" in erm_run["stdout"]
+    assert "Results on the test split of again" in (erm_run["run"] / "report.md").read_text()
+    assert 'id="results-table-again"' in (erm_run["run"] / "report.html").read_text()
+
+
+def test_also_test_with_other_classes_is_one_clear_error(tiny_synthetic: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(tiny_synthetic, other)
+    meta = other / "metadata.csv"
+    lines = meta.read_text().splitlines()
+    header = lines[0].split(",")
+    y = header.index("y")
+    rows = [line.split(",") for line in lines[1:]]
+    for row in rows:
+        row[y] = str(int(row[y]) + 5)
+    meta.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    code, out, err = run_cli(capsys, "experiment", tiny_synthetic, "--methods", "erm", *TRAIN_ARGS,
+                             "--out", tmp_path / "run", "--also-test", f"x={other}")
+    assert code != 0
+    assert "--also-test x" in err and "not the training classes" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_config_saved(erm_run: dict[str, Any]) -> None:

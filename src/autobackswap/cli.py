@@ -24,6 +24,16 @@ def csv_strs(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def named_path(text: str) -> tuple[str, str]:
+    """``NAME=DIR`` or ``DIR`` (named after its folder)."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        name, path = Path(text).name, text
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR or DIR, got {text!r}")
+    return name, path
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("classifier training")
     g.add_argument("--image-size", type=int, default=64, help="working size in px; images are resized to a square (default 64)")
@@ -117,6 +127,9 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
                    help="sweep autobackswap over these label budgets, e.g. 25,50,100,200 (the label-efficiency curve)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip the only_fg / only_bg / mixed_same / mixed_rand background diagnostics")
+    p.add_argument("--also-test", type=named_path, action="append", default=[], metavar="[NAME=]DIR",
+                   help="also score every model on the test split of the dataset DIR (same classes; repeatable), "
+                        "e.g. TuxBirds' OUT/unseen beside OUT/seen: each model is trained once")
     add_train_args(p)
     add_method_option_args(p)
     p.set_defaults(func=_experiment)
@@ -128,10 +141,14 @@ def _experiment(args: argparse.Namespace) -> int:
 
     cfg = ExperimentConfig(data=str(args.data), methods=args.methods, seeds=args.seeds, image_size=args.image_size,
                            train=train_config(args), method_options=method_options(args),
-                           label_budgets=args.label_budgets, diagnostics=not args.no_diagnostics)
+                           label_budgets=args.label_budgets, diagnostics=not args.no_diagnostics,
+                           also_test=dict(args.also_test))
     results = run_experiment(cfg, args.out)
     print(f"test split, {seeds_caption(results)}")
     print(render_text(*results_rows(results)))
+    for name, path in cfg.also_test.items():
+        print(f"\ntest split of {name} ({path}), {seeds_caption(results)}")
+        print(render_text(*results_rows(results, f"test:{name}")))
     header, rows = diagnostics_rows(results)
     if rows:
         print(f"\nbackground diagnostics (accuracy; bg_gap = mixed_same - mixed_rand)\n{render_text(header, rows)}")

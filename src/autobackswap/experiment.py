@@ -14,6 +14,7 @@ Schema (DESIGN.md section 2; it grows but never breaks)::
                          "runs": [{"seed": 0, "test": {...}, "diagnostics": {...},
                                    "model": "models/erm_seed0.pt" (relative to RUN), ...}]},
                  "dfr": {"needs": ..., "skipped": "why it cannot work on this data"}},
+     (with --also-test NAME=DIR every method also has "test:NAME", the same metrics on DIR's test split)
      "diagnostics": {"masks": "ground_truth", "n": 800, "definitions": {...}, ...},
      "label_efficiency": {"method": "autobackswap", "points": [{"label_budget": 25, ...}, ...]}}
 
@@ -95,18 +96,34 @@ class ExperimentData:
         return {index[y]: p for y, p in majority_groups(self.train_group_counts)}
 
 
+def load_split(dataset: ImageDataset, name: str, image_size: int, classes: list[int] | None = None) -> SplitData:
+    """One split's images at the working size; labels are indices into ``classes`` (default the dataset's)."""
+    index = {c: i for i, c in enumerate(classes if classes is not None else dataset.classes)}
+    records = dataset.split(name)
+    images = load_images(records, image_size, desc=f"loading {name}")
+    labels = np.array([index[r.y] for r in records], dtype=np.int64)
+    place = np.array([r.place for r in records], dtype=np.int64)
+    return SplitData(records, images, labels, place, dataset, image_size)
+
+
 def load_experiment_data(data_dir: str | Path, image_size: int, run_dir: str | Path) -> ExperimentData:
     dataset = read_dataset(data_dir)
-    index = {c: i for i, c in enumerate(dataset.classes)}
+    return ExperimentData(dataset, image_size, *(load_split(dataset, s, image_size) for s in ("train", "val", "test")),
+                          Path(run_dir))
 
-    def split(name: str) -> SplitData:
-        records = dataset.split(name)
-        images = load_images(records, image_size, desc=f"loading {name}")
-        labels = np.array([index[r.y] for r in records], dtype=np.int64)
-        place = np.array([r.place for r in records], dtype=np.int64)
-        return SplitData(records, images, labels, place, dataset, image_size)
 
-    return ExperimentData(dataset, image_size, split("train"), split("val"), split("test"), Path(run_dir))
+def load_also_test(also_test: dict[str, str], data: ExperimentData) -> dict[str, SplitData]:
+    """The test splits of other datasets (e.g. TuxBirds' ``unseen`` beside ``seen``), scored by every model.
+
+    Their classes must be the training classes; a model trained once is then scored on each."""
+    splits = {}
+    for name, path in also_test.items():
+        dataset = read_dataset(path)
+        if sorted(dataset.classes) != sorted(data.dataset.classes):
+            raise AutoBackSwapError(f"{dataset.metadata_path}: --also-test {name}: classes {dataset.classes} are not "
+                                    f"the training classes {data.dataset.classes}")
+        splits[name] = load_split(dataset, "test", data.image_size, data.dataset.classes)
+    return splits
 
 
 @dataclass
@@ -122,6 +139,7 @@ class ExperimentConfig:
     diagnostics: bool = True  # only_fg / only_bg / mixed_same / mixed_rand on the test split
     diagnostics_same: str = "majority"  # mixed_same donors: "majority" (usual background) or "class"
     report: bool = True  # write RUN/report.html and RUN/report.md
+    also_test: dict[str, str] = field(default_factory=dict)  # name -> another dataset whose test split is also scored
 
 
 SWEPT_METHOD = "autobackswap"
@@ -373,6 +391,8 @@ def finalize_entry(entry: dict[str, Any], runs: list[dict[str, Any]], skipped: d
     if runs:
         entry["test"] = aggregate([r["test"] for r in runs])
         entry["val"] = aggregate([r["val"] for r in runs])
+        for key in [k for k in runs[0] if k.startswith("test:")]:
+            entry[key] = aggregate([r[key] for r in runs])
         entry["train_seconds"] = float(np.mean([r["train_seconds"] for r in runs]))
         for key in ("mask_iou", "patch_balanced_accuracy"):
             values = [r[key] for r in runs if r.get(key) is not None]
@@ -394,6 +414,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     for spec in specs:
         make_method(spec, cfg)  # fail fast on an unknown method or option, before loading anything
     data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir)
+    also = load_also_test(cfg.also_test, data)
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"dataset": str(cfg.data), "config": asdict(cfg), "run_dir": str(data.run_dir),
                                "methods": {},
@@ -418,6 +439,8 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
                 "train_seconds": seconds,
                 "test": evaluate_model(output.model, data.test, data.train_group_counts, data.dataset.classes),
                 "val": evaluate_model(output.model, data.val, data.train_group_counts, data.dataset.classes),
+                **{f"test:{name}": evaluate_model(output.model, split, data.train_group_counts, data.dataset.classes)
+                   for name, split in also.items()},
                 **output.info,
             }
             if output.fit is not None:

@@ -206,6 +206,11 @@ def _config_line(results: dict[str, Any]) -> str:
     return " · ".join(b for b in bits if b)
 
 
+def also_tests(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, dataset) of every extra test split scored with ``--also-test``."""
+    return list((results.get("config", {}).get("also_test") or {}).items())
+
+
 def render_html(results: dict[str, Any], images: dict[str, bytes], sheets: list[tuple[str, Path]]) -> str:
     parts = ['<!doctype html><html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -219,6 +224,12 @@ def render_html(results: dict[str, Any], images: dict[str, bytes], sheets: list[
                  "no number is reported for it.</p>")
     parts.append(_results_table_html(results))
     parts.append(f'<p class="caption">{_e(LEGEND)}</p></section>')
+    for name, path in also_tests(results):
+        parts.append(f'<section class="also-test"><h2>Results on the test split of {_e(name)}</h2>')
+        parts.append(f'<p class="caption">The same models scored on the test split of <code>{_e(path)}</code>. '
+                     f"{_e(seeds_caption(results))}.</p>")
+        parts.append(_results_table_html(results, f"test:{name}", f"results-table-{name}"))
+        parts.append("</section>")
 
     if "groups" in images:
         parts.append('<section id="groups"><h2>Per-group accuracy</h2>')
@@ -292,6 +303,10 @@ def render_markdown_report(results: dict[str, Any], files: dict[str, str], sheet
     needs = [e.get("needs", "") for e in results["methods"].values()]
     lines += [render_markdown([header[0], "needs", *header[1:]], [[r[0], n, *r[1:]] for r, n in zip(rows, needs, strict=True)]), ""]
     lines += [LEGEND, ""]
+    for name, path in also_tests(results):
+        lines += [f"## Results on the test split of {name}", "", f"The same models on `{path}`. {seeds_caption(results)}.", ""]
+        header, rows = results_rows(results, f"test:{name}")
+        lines += [render_markdown(header, rows), ""]
     if "groups" in files:
         lines += ["## Per-group accuracy", "", f"![per-group test accuracy]({files['groups']})", ""]
     curve = results.get("label_efficiency")
