@@ -108,8 +108,8 @@ def load_split(dataset: ImageDataset, name: str, image_size: int, classes: list[
 
 def load_experiment_data(data_dir: str | Path, image_size: int, run_dir: str | Path) -> ExperimentData:
     dataset = read_dataset(data_dir)
-    return ExperimentData(dataset, image_size, *(load_split(dataset, s, image_size) for s in ("train", "val", "test")),
-                          Path(run_dir))
+    train, val, test = (load_split(dataset, s, image_size) for s in ("train", "val", "test"))
+    return ExperimentData(dataset, image_size, train, val, test, Path(run_dir))
 
 
 def load_also_test(also_test: dict[str, str], data: ExperimentData) -> dict[str, SplitData]:
