@@ -305,3 +305,58 @@ def test_dataloader_workers_do_not_repeat_streams_and_match_single_process() -> 
     assert torch.equal(collect(ds, 0), multi)  # independent of num_workers
     ds.set_epoch(1)
     assert not torch.equal(collect(ds, 2), multi)
+
+
+# ----------------------------------------------------------------------------- photo options
+def test_bg_shuffle_permutes_background_channels_and_leaves_the_other_draws_alone() -> None:
+    donors = [torch.arange(0, 6), torch.arange(6, 12)]
+    plain = sample_params(500, donors, JitterConfig(), 1.0, torch.Generator().manual_seed(3))
+    shuffled = sample_params(500, donors, JitterConfig(), 1.0, torch.Generator().manual_seed(3),
+                             shuffle_bg_channels=True)
+    assert plain.bg_channels is None and shuffled.bg_channels is not None
+    for name in ("swap", "bg_index", "scale", "angle", "shift"):
+        assert torch.equal(getattr(plain, name), getattr(shuffled, name))
+    assert torch.equal(shuffled.bg_channels.sort(1).values, torch.arange(3).expand(500, 3))  # permutations
+    assert len({tuple(r) for r in shuffled.bg_channels.tolist()}) == 6  # all six orders occur
+    assert shuffled[0]["bg_channels"] == shuffled.bg_channels[0].tolist()
+
+
+def test_bg_shuffle_composites_on_the_permuted_background() -> None:
+    fg, bg = rgba_bank(4)
+    swap = BackgroundSwap(fg, bg, np.array([0, 1, 0, 1]), SwapConfig(jitter=NO_JITTER, bg_shuffle=True))
+    idx = torch.arange(4)
+    params = swap.sample(idx, torch.Generator().manual_seed(0))
+    out = swap.apply(torch.zeros(4, 3, 16, 16), idx, params)
+    for k in range(4):
+        drawn = bg[int(params.bg_index[k])][..., params.bg_channels[k].numpy()]
+        assert np.allclose(out[k].permute(1, 2, 0).numpy(), compose_by_hand(fg[k], drawn), atol=1e-5)
+
+
+def test_bg_only_appends_backgrounds_with_uniform_targets() -> None:
+    fg, bg = rgba_bank(12)
+    labels = np.array([i % 2 for i in range(12)])
+    images = np.clip(compose_by_hand(fg, bg) * 255, 0, 255).round().astype(np.uint8)
+    swap = BackgroundSwap(fg, bg, labels, SwapConfig(jitter=NO_JITTER, bg_only=0.5))
+    source = SwapSource(images, labels, swap, hflip=False)
+    x, y = next(source.batches(0, 8, torch.Generator().manual_seed(0)))
+    assert x.shape == (12, 3, 16, 16) and y.shape == (12, 2) and y.dtype == torch.float32
+    assert torch.equal(y[:8].sum(1), torch.ones(8)) and set(y[:8].flatten().tolist()) == {0.0, 1.0}
+    assert torch.equal(y[8:], torch.full((4, 2), 0.5))
+    bank = torch.from_numpy(bg).permute(0, 3, 1, 2).float() / 255
+    for img in x[8:]:  # each appended image is one of the inpainted backgrounds as it is
+        assert any(torch.allclose(img, b, atol=1e-6) for b in bank)
+    again = next(source.batches(0, 8, torch.Generator().manual_seed(0)))
+    assert torch.equal(x, again[0]) and torch.equal(y, again[1])
+    # soft targets train through the default loss
+    logits = torch.zeros(12, 2, requires_grad=True)
+    torch.nn.functional.cross_entropy(logits, y).backward()
+    assert logits.grad is not None and torch.allclose(logits.grad[8:], torch.zeros(4, 2))
+
+
+def test_bg_only_out_of_range_is_a_clear_error() -> None:
+    from autobackswap.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match="bg_only"):
+        PipelineConfig.from_options({"bg_only": "-1"})
+    cfg = PipelineConfig.from_options({"bg_only": "0.25", "bg_shuffle": "true"}).swap_config()
+    assert cfg.bg_only == 0.25 and cfg.bg_shuffle

@@ -30,10 +30,15 @@ class SwapParams:
     scale: torch.Tensor  # (N,)
     angle: torch.Tensor  # (N,) degrees
     shift: torch.Tensor  # (N, 2) (dx, dy) as fractions of the side
+    bg_channels: torch.Tensor | None = None  # (N, 3) long: the background's colour channels, permuted
 
-    def __getitem__(self, i: int) -> dict[str, float | int | bool | list[float]]:
-        return {"swap": bool(self.swap[i]), "bg_index": int(self.bg_index[i]), "scale": float(self.scale[i]),
-                "angle": float(self.angle[i]), "shift": self.shift[i].tolist()}
+    def __getitem__(self, i: int) -> dict[str, float | int | bool | list[float] | list[int]]:
+        out: dict[str, float | int | bool | list[float] | list[int]] = {
+            "swap": bool(self.swap[i]), "bg_index": int(self.bg_index[i]), "scale": float(self.scale[i]),
+            "angle": float(self.angle[i]), "shift": self.shift[i].tolist()}
+        if self.bg_channels is not None:
+            out["bg_channels"] = self.bg_channels[i].tolist()
+        return out
 
 
 def donors_by_class(labels: torch.Tensor, usable: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
@@ -48,9 +53,14 @@ def sample_params(
     p: float,
     generator: torch.Generator,
     swappable: torch.Tensor | None = None,
+    shuffle_bg_channels: bool = False,
 ) -> SwapParams:
     """Draw parameters for ``n`` composites. Backgrounds are **class-balanced**: a class is drawn
     uniformly among the classes that have donors, then a donor image of that class uniformly.
+
+    ``shuffle_bg_channels`` also draws a random permutation of each background's RGB channels (drawn
+    last, so the other parameters are the same with it on or off): background colours the training
+    photos never had (orange leaves from green ones) then appear behind every class.
 
     With no donor at all (no image has a usable cut-out and background) nothing is swapped: every
     image keeps its original pixels, as a single unusable image does."""
@@ -71,7 +81,13 @@ def sample_params(
     scale = lo + (hi - lo) * torch.rand(n, generator=generator)
     angle = (2 * torch.rand(n, generator=generator) - 1) * jitter.rotation
     shift = (2 * torch.rand(n, 2, generator=generator) - 1) * jitter.shift
-    return SwapParams(swap, bg_index, scale, angle, shift)
+    channels = torch.rand(n, 3, generator=generator).argsort(1) if shuffle_bg_channels else None
+    return SwapParams(swap, bg_index, scale, angle, shift, channels)
+
+
+def permute_channels(images: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    """``images`` (N, 3, H, W) with each image's channels reordered by its row of ``channels`` (N, 3)."""
+    return images.gather(1, channels[:, :, None, None].expand_as(images))
 
 
 def alpha_centroids(fg: torch.Tensor) -> torch.Tensor:
@@ -117,6 +133,8 @@ def apply_params(images: torch.Tensor, fg: torch.Tensor, backgrounds: torch.Tens
     with ``params.bg_index``.
     """
     sel = params.swap
+    if params.bg_channels is not None:
+        backgrounds = permute_channels(backgrounds, params.bg_channels)
     if bool(sel.all()):  # the common case (p = 1): no copy of the originals needed
         c = alpha_centroids(fg) if centre is None else centre
         return composite(warp_foreground(fg, params.scale, params.angle, params.shift, c), backgrounds)

@@ -182,7 +182,10 @@ class ShardedSource:
         order = self.source.order(self.order_generator)
         for idx in shard_batches(order, batch_size, self.info.rank, self.info.world_size):
             self.samples_seen += len(idx)
-            yield self.source.make_batch(idx, generator), self.source.labels[idx]
+            if hasattr(self.source, "batch"):  # a source whose targets are not just labels[idx]
+                yield self.source.batch(idx, generator)
+            else:
+                yield self.source.make_batch(idx, generator), self.source.labels[idx]
 
 
 def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
