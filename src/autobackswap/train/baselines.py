@@ -24,7 +24,7 @@ import copy
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -555,7 +555,8 @@ class RandomPaste(Method):
 
         banks = build_banks(data, self.pipeline, cfg.seed)
         fg = np.asarray(banks.swap.fg)  # a tensor, or a DiskArray when the banks stream from disk
-        swap = uniform_swap(fg, data.train.images, data.train.labels, self.pipeline.swap_config())
+        # bg_only is off here: these "backgrounds" are original images with their own object in them
+        swap = uniform_swap(fg, data.train.images, data.train.labels, replace(self.pipeline.swap_config(), bg_only=0.0))
         info = {k: v for k, v in banks.info.items() if k != "contact_sheet"}
         rows = np.linspace(0, len(data.train) - 1, min(8, len(data.train))).round().astype(int)
         sheet = separation_sheet(data.run_dir / "random_paste" / f"contact_sheet_seed{cfg.seed}.png",
