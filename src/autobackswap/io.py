@@ -84,5 +84,5 @@ def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # the stubs read **arrays as allow_pickle
     write_bytes(path, buf.getvalue())

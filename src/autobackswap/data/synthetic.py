@@ -93,7 +93,7 @@ def _haze(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _glitter(rng: np.random.Generator, size: int) -> np.ndarray:
     base = 0.4 + 0.3 * _smooth_noise(rng, size, 5)
-    sparkle = (rng.random((size, size)) > 0.93).astype(np.float32)
+    sparkle: np.ndarray = (rng.random((size, size)) > 0.93).astype(np.float32)
     sparkle = cv2.GaussianBlur(sparkle, (3, 3), 0.6)
     return np.clip(base + 0.8 * sparkle, 0, 1)
 

@@ -41,6 +41,9 @@ class DilatedBlock(nn.Module):
 class PatchFCN(nn.Module):
     """NCHW float [0, 1] -> (N, G, G) foreground logits."""
 
+    mean: torch.Tensor  # buffers (typed for mypy)
+    std: torch.Tensor
+
     def __init__(self, grid: int = 16, width: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8)) -> None:
         super().__init__()
         self.grid = grid

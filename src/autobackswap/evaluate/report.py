@@ -224,9 +224,9 @@ def render_html(results: dict[str, Any], images: dict[str, bytes], sheets: list[
                  "no number is reported for it.</p>")
     parts.append(_results_table_html(results))
     parts.append(f'<p class="caption">{_e(LEGEND)}</p></section>')
-    for name, path in also_tests(results):
+    for name, dataset in also_tests(results):
         parts.append(f'<section class="also-test"><h2>Results on the test split of {_e(name)}</h2>')
-        parts.append(f'<p class="caption">The same models scored on the test split of <code>{_e(path)}</code>. '
+        parts.append(f'<p class="caption">The same models scored on the test split of <code>{_e(dataset)}</code>. '
                      f"{_e(seeds_caption(results))}.</p>")
         parts.append(_results_table_html(results, f"test:{name}", f"results-table-{name}"))
         parts.append("</section>")
@@ -303,8 +303,8 @@ def render_markdown_report(results: dict[str, Any], files: dict[str, str], sheet
     needs = [e.get("needs", "") for e in results["methods"].values()]
     lines += [render_markdown([header[0], "needs", *header[1:]], [[r[0], n, *r[1:]] for r, n in zip(rows, needs, strict=True)]), ""]
     lines += [LEGEND, ""]
-    for name, path in also_tests(results):
-        lines += [f"## Results on the test split of {name}", "", f"The same models on `{path}`. {seeds_caption(results)}.", ""]
+    for name, dataset in also_tests(results):
+        lines += [f"## Results on the test split of {name}", "", f"The same models on `{dataset}`. {seeds_caption(results)}.", ""]
         header, rows = results_rows(results, f"test:{name}")
         lines += [render_markdown(header, rows), ""]
     if "groups" in files:

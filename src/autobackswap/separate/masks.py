@@ -96,7 +96,7 @@ def grabcut_refine(image: np.ndarray, grid: np.ndarray, thr: float, iterations: 
         return (mask != cv2.GC_BGD).astype(np.float32)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)
-    cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
     return ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.float32)
 
 
@@ -111,7 +111,7 @@ def create_refiner(name: str, **kwargs: Any) -> Refine:
 
 def hole_mask(p_fg: np.ndarray, t_loose: float, size: tuple[int, int], dilate: int = 1) -> np.ndarray:
     """The inpainting hole: loose foreground ``p_bg < t_loose``, nearest-upsampled, dilated ``dilate`` px."""
-    hole = grid_to_mask(p_fg > 1.0 - t_loose, size).astype(np.uint8)
+    hole: np.ndarray = grid_to_mask(p_fg > 1.0 - t_loose, size).astype(np.uint8)
     if dilate > 0 and hole.any():
         hole = cv2.dilate(hole, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8))
     return hole.astype(bool)

@@ -72,7 +72,7 @@ def masks_from_grid(image: np.ndarray, p_fg: np.ndarray, cfg: SeparationConfig,
 def masks_from_segmentation(mask: np.ndarray, dilate: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(soft alpha, hole) from a ground-truth HW uint8 mask (the oracle)."""
     alpha = mask.astype(np.float32) / 255.0
-    hole = (mask > 0).astype(np.uint8)
+    hole: np.ndarray = (mask > 0).astype(np.uint8)
     if dilate > 0 and hole.any():
         hole = cv2.dilate(hole, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8))
     return alpha, hole.astype(bool)

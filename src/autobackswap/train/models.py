@@ -38,6 +38,9 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """A ResNet with a configurable stem and stages; input NCHW float in [0, 1]."""
 
+    mean: torch.Tensor  # buffers (typed for mypy)
+    std: torch.Tensor
+
     def __init__(
         self,
         num_classes: int,
