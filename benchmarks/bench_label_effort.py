@@ -132,6 +132,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10, help="classifier epochs for the WGA part (default 10)")
     ap.add_argument("--skip-wga", action="store_true", help="effort figures only")
     ap.add_argument("--out", default="runs/bench/label_effort")
+    ap.add_argument("--inpainter", default=None, help="inpainter (default: the library default; the README figures used telea)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name in ("autobackswap", "autobackswap.detect.detector"):
@@ -211,7 +212,8 @@ def wga_at_equal_effort(data: Path, train: list[Any], gt: np.ndarray, runs: dict
         specs[mode] = f"autobackswap:labels={path}:label_budget={count}"
     seeds = [int(s) for s in args.seeds.split(",")]
     cfg = ExperimentConfig(data=str(data), methods=list(specs.values()), seeds=seeds, train=TrainConfig(epochs=args.epochs),
-                           save_models=False, diagnostics=False, report=False)
+                           save_models=False, diagnostics=False, report=False,
+                           method_options={"inpainter": args.inpainter} if args.inpainter else {})
     results = run_experiment(cfg, out / "wga")
     table: dict[str, Any] = {}
     print(f"\nWGA at equal effort (autobackswap, {args.epochs} epochs, seeds {args.seeds}; labels = ground-truth grids)")

@@ -53,7 +53,7 @@ def timed_job(job: SeparationJob, engine: str, workers: int) -> float:
     return time.perf_counter() - t0
 
 
-def stage_costs(size: int, n: int, tmp: Path) -> dict[str, float]:
+def stage_costs(size: int, n: int, tmp: Path, pipeline: PipelineConfig) -> dict[str, float]:
     """Milliseconds per image of each separation stage, serial, one thread, at ``size`` px."""
     import torch
 
@@ -63,7 +63,7 @@ def stage_costs(size: int, n: int, tmp: Path) -> dict[str, float]:
     records = data.train.records
     k = min(16, n)  # an untrained-quality detector: only its inference cost matters here
     det = Detector(grid=16, width=16, epochs=1, seed=0).fit(data.train.images[:k], np.stack([np.eye(16, dtype=bool)] * k))
-    cfg = PipelineConfig().separation_config(0)
+    cfg = pipeline.separation_config(0)
     refine, inpaint = create_refiner(cfg.refine), create_inpainter(cfg.inpainter)
     seg = data.train.segmentations
     ms: dict[str, float] = {}
@@ -99,18 +99,20 @@ def main() -> None:
     ap.add_argument("--cost-images", type=int, default=48, help="images for the per-stage costs (default 48)")
     ap.add_argument("--cores-per-machine", type=int, default=16, help="assumed for the extrapolation (default 16)")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--inpainter", default=PipelineConfig().inpainter, help="inpainter (default: the library default; the README figures used telea)")
     args = ap.parse_args()
+    pipeline = PipelineConfig(inpainter=args.inpainter)
     logging.basicConfig(level=logging.WARNING)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = load_experiment_data(synthetic(n_train=args.n_train), 64, tmp / "run")
-        det, info = fit_detector(data, PipelineConfig(), seed=0, cache_dir=Path("runs/bench/scaling/detectors"))
+        det, info = fit_detector(data, pipeline, seed=0, cache_dir=Path("runs/bench/scaling/detectors"))
         recs = data.train.records
         n = len(recs)
 
         def job(name: str) -> SeparationJob:
-            return SeparationJob(tmp / name, PipelineConfig().separation_config(0), [str(r.path) for r in recs],
+            return SeparationJob(tmp / name, pipeline.separation_config(0), [str(r.path) for r in recs],
                                  [r.row for r in recs], 64, detector=info["detector"], images=data.train.images)
 
         t1 = timed_job(job("w1"), "local", 1)
@@ -140,7 +142,7 @@ def main() -> None:
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
         print("\nper-image cost of each stage, one core, serial (ms):")
-        costs = {s: stage_costs(s, args.cost_images, tmp) for s in (64, 224)}
+        costs = {s: stage_costs(s, args.cost_images, tmp, pipeline) for s in (64, 224)}
         print("| stage | 64 px | 224 px |\n|---|---|---|")
         for stage in costs[64]:
             if not stage.startswith("_"):

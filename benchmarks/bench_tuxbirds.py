@@ -61,7 +61,9 @@ def main() -> None:
     ap.add_argument("--data-root", default="runs/bench/tuxbirds_data")
     ap.add_argument("--out", default="runs/bench/tuxbirds")
     ap.add_argument("--no-balanced", action="store_true", help="skip the group-balanced ERM ceiling")
+    ap.add_argument("--inpainter", default=None, help="inpainter (default: the library default; the README figures used telea)")
     args = ap.parse_args()
+    options = {"inpainter": args.inpainter} if args.inpainter else {}
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     seeds = [int(s) for s in args.seeds.split(",")]
     train = TrainConfig(epochs=args.epochs)
@@ -69,7 +71,8 @@ def main() -> None:
 
     data = tuxbirds(Path(args.data_root), 1.0, args.data_seed, args.image_size)
     cfg = ExperimentConfig(data=str(data["seen"]), methods=[m for m in args.methods.split(",") if m], seeds=seeds,
-                           image_size=args.image_size, train=train, also_test={"unseen": str(data["unseen"])})
+                           image_size=args.image_size, train=train, also_test={"unseen": str(data["unseen"])},
+                           method_options=options)
     results = run_experiment(cfg, Path(args.out) / "main")
     balanced = None
     if not args.no_balanced:

@@ -191,7 +191,7 @@ def test_separation_writes_a_pair_per_image_and_a_summary(sep_inputs, tmp_path: 
     assert summary == {"n": N_IMG, "counts": {"ok": 4, "no_fg": 1, "all_fg": 1}}
     assert result.counts == summary["counts"] and result.n == N_IMG
     config = json.loads((out / "config.json").read_text())
-    assert config["source"] == "detector" and config["n"] == N_IMG and config["inpainter"] == "telea"
+    assert config["source"] == "detector" and config["n"] == N_IMG and config["inpainter"] == "mean"
     fg, bg = load_banks(out, N_IMG)
     assert fg.shape == (N_IMG, 32, 32, 4) and bg.shape == (N_IMG, 32, 32, 3)
     for i in range(4):

@@ -85,7 +85,7 @@ def add_method_option_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grid", type=int, default=None, help="patch grid G (default 16)")
     g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")
     g.add_argument("--t-loose", type=float, default=None, help="inpainting hole: p_bg < t (default 0.9)")
-    g.add_argument("--inpainter", default=None, help="inpainter from the registry (default telea)")
+    g.add_argument("--inpainter", default=None, help="inpainter from the registry (default mean, chosen by benchmarks/bench_inpainters.py on TuxBirds)")
     g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
     g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
     g.add_argument("--bg-shuffle", action="store_const", const=True, default=None,
@@ -437,7 +437,7 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
                    help="test masks: ground-truth segmentations, or predicted by the run's detector (default auto: "
                         "ground truth when every test image has one)")
     p.add_argument("--detector", type=Path, default=None, help="detector for predicted masks (default: the run's)")
-    p.add_argument("--inpainter", default=None, help="inpainter for only_bg and the mixed backgrounds (default telea)")
+    p.add_argument("--inpainter", default=None, help="inpainter for only_bg and the mixed backgrounds (default mean)")
     p.add_argument("--mixed-same", choices=["majority", "class"], default=None,
                    help="mixed_same donors: the class's usual (training-majority) background, or any image of the class")
     p.add_argument("--seed", type=int, default=0, help="seeds the inpainting and the background draws")

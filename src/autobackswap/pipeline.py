@@ -46,7 +46,7 @@ class PipelineConfig:
     detector_weights: str | None = None
     t_tight: float = 0.5
     t_loose: float = 0.9
-    inpainter: str = "telea"
+    inpainter: str = "mean"  # chosen on TuxBirds by benchmarks/bench_inpainters.py (README, Inpainters)
     refine: str = "guided"
     decontaminate: bool = True
     p: float = 1.0
