@@ -89,10 +89,10 @@ def add_method_option_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
     g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
     g.add_argument("--bg-shuffle", action="store_const", const=True, default=None,
-                   help="permute each swapped background's colour channels at random (helps on photos)")
+                   help="permute each swapped background's colour channels at random (an option for photos; off by default)")
     g.add_argument("--bg-only", type=float, default=None,
                    help="extra inpainted backgrounds per batch, as a fraction of the batch, trained toward the "
-                        "uniform prediction (default 0; 0.25 helps on photos)")
+                        "uniform prediction (default 0: off)")
     e = p.add_argument_group("separation engine (execution only: every engine writes the same files)")
     e.add_argument("--engine", default=None,
                    help="local: a process pool on this machine (default); ray: a Ray Data pipeline")

@@ -33,7 +33,7 @@ class SwapConfig:
     p: float = 1.0  # probability an image is replaced by a composite, per epoch
     jitter: JitterConfig = field(default_factory=JitterConfig)
     # Permute each background's RGB channels at random (colours the training photos never had appear
-    # behind every class). Off by default (the reference method); helps on real photos (README, TuxBirds).
+    # behind every class). Off by default (the reference method); an option for real photos.
     bg_shuffle: bool = False
     # Extra inpainted backgrounds per batch, as a fraction of the batch size, each trained toward the
     # uniform prediction: background pixels learn to carry no class evidence. Used by the built-in
