@@ -18,6 +18,11 @@ Schema (DESIGN.md section 2; it grows but never breaks)::
      "diagnostics": {"masks": "ground_truth", "n": 800, "definitions": {...}, ...},
      "label_efficiency": {"method": "autobackswap", "points": [{"label_budget": 25, ...}, ...]}}
 
+**Resumable.** Each finished (method, seed) run saves its model and then ``RUN/models/<method>_seed<k>.json``
+(its record and a key over the method, its options, the training config, the working size and the training and
+validation data). Rerunning the same command reuses every run whose key matches and trains only the rest; the
+test figures are always recomputed from the saved models.
+
 ``test``, ``val`` and ``diagnostics`` hold the mean over seeds (``std`` the spread, ``n_seeds`` how
 many); ``runs`` the per-seed figures. A method that cannot work on the data records why in
 ``skipped`` (every seed) or ``skipped_seeds`` (some seeds) instead of a number.
@@ -25,6 +30,7 @@ many); ``runs`` the per-seed figures. A method that cannot work on the data reco
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -185,6 +191,38 @@ def make_method(spec: str, cfg: ExperimentConfig) -> Any:
     """The method object for ``spec`` (its options validated)."""
     name, options = parse_method_spec(spec)
     return METHODS.get(name)(**{**cfg.method_options, **options})
+
+
+def run_key(spec: str, seed: int, cfg: ExperimentConfig, data_digest: str) -> str:
+    """What a finished (method, seed) run depends on: the method and its options, the training config and
+    seed, the working size and the training and validation data. A saved run with this key is reused."""
+    payload = {"spec": spec.strip(), "options": cfg.method_options, "train": asdict(replace(cfg.train, seed=seed)),
+               "image_size": cfg.image_size, "data": data_digest}
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_digest(data: ExperimentData) -> str:
+    from .pipeline import fingerprint
+
+    return fingerprint(data.train.images, data.train.labels, data.train.place, data.val.images, data.val.labels)
+
+
+def finished_run(run_dir: Path, spec: str, seed: int, key: str) -> tuple[dict[str, Any], nn.Module] | None:
+    """The record and model of a run an earlier, interrupted ``experiment`` finished with the same key.
+
+    The record is written (atomically) only after its model, so a record means the run is complete."""
+    model_file = model_path(run_dir, spec, seed)
+    record_file = model_file.with_suffix(".json")
+    if not (record_file.is_file() and model_file.is_file()):
+        return None
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if record.get("key") != key:
+        return None
+    model, _ = load_classifier(model_file)
+    return record, model
 
 
 def run_method(spec: str, data: ExperimentData, cfg: ExperimentConfig, seed: int) -> tuple[MethodOutput, float]:
@@ -415,6 +453,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
         make_method(spec, cfg)  # fail fast on an unknown method or option, before loading anything
     data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir)
     also = load_also_test(cfg.also_test, data)
+    digest = data_digest(data)
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"dataset": str(cfg.data), "config": asdict(cfg), "run_dir": str(data.run_dir),
                                "methods": {},
@@ -427,39 +466,54 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
         skipped: dict[int, str] = {}
         entry: dict[str, Any] = {"needs": METHODS.get(parse_method_spec(spec)[0]).needs}
         for seed in cfg.seeds:
-            log.info("method %s, seed %d", spec, seed)
-            output, seconds = run_method(spec, data, cfg, seed)
-            if output.skipped is not None:
-                log.warning("%s (seed %d) skipped: %s", spec, seed, output.skipped)
-                skipped[seed] = output.skipped
-                continue
-            assert output.model is not None
+            key = run_key(spec, seed, cfg, digest)
+            done = finished_run(run_dir, spec, seed, key) if cfg.save_models else None
+            if done is not None:
+                record, model = done
+                log.info("method %s, seed %d: finished by an earlier run, reusing %s", spec, seed, record["model"])
+                notes = record.pop("notes", [])
+                record.pop("key", None)
+                if spec.strip() == "erm":  # DFR retrains this ERM model's last layer
+                    from .train.baselines import erm_key
+
+                    data.memo[erm_key(replace(cfg.train, seed=seed))] = model
+            else:
+                log.info("method %s, seed %d", spec, seed)
+                output, seconds = run_method(spec, data, cfg, seed)
+                if output.skipped is not None:
+                    log.warning("%s (seed %d) skipped: %s", spec, seed, output.skipped)
+                    skipped[seed] = output.skipped
+                    continue
+                assert output.model is not None
+                model, notes = output.model, output.notes
+                record = {"seed": seed, "train_seconds": seconds, **output.info}
+                if output.fit is not None:
+                    record["best_epoch"] = output.fit.best_epoch
+                    record["history"] = output.fit.history
+                    record["epoch_seconds"] = output.fit.epoch_seconds
+                if cfg.save_models:
+                    path = model_path(run_dir, spec, seed)
+                    save_classifier(path, model, replace(cfg.train, seed=seed), data.num_classes,
+                                    data.dataset.classes, cfg.image_size, {"method": spec})
+                    record["model"] = str(path.relative_to(run_dir))  # relative: the run folder can move
+                    write_json(path.with_suffix(".json"), {**record, "notes": notes, "key": key})  # after the model
             run: dict[str, Any] = {
                 "seed": seed,
-                "train_seconds": seconds,
-                "test": evaluate_model(output.model, data.test, data.train_group_counts, data.dataset.classes),
-                "val": evaluate_model(output.model, data.val, data.train_group_counts, data.dataset.classes),
-                **{f"test:{name}": evaluate_model(output.model, split, data.train_group_counts, data.dataset.classes)
+                "train_seconds": record.pop("train_seconds"),
+                "test": evaluate_model(model, data.test, data.train_group_counts, data.dataset.classes),
+                "val": evaluate_model(model, data.val, data.train_group_counts, data.dataset.classes),
+                **{f"test:{name}": evaluate_model(model, split, data.train_group_counts, data.dataset.classes)
                    for name, split in also.items()},
-                **output.info,
+                **{k: v for k, v in record.items() if k != "seed"},
             }
-            if output.fit is not None:
-                run["best_epoch"] = output.fit.best_epoch
-                run["history"] = output.fit.history
-                run["epoch_seconds"] = output.fit.epoch_seconds
             runs.append(run)
-            entry["notes"] = sorted(set(entry.get("notes", [])) | set(output.notes))
-            if cfg.save_models:
-                path = model_path(run_dir, spec, seed)
-                save_classifier(path, output.model, replace(cfg.train, seed=seed), data.num_classes,
-                                data.dataset.classes, cfg.image_size, {"method": spec})
-                run["model"] = str(path.relative_to(run_dir))  # relative: the run folder can move
+            entry["notes"] = sorted(set(entry.get("notes", [])) | set(notes))
             if diag is not None:
-                diag.offer_detector(output.info.get("detector"), output.info.get("n_labels"))
+                diag.offer_detector(run.get("detector"), run.get("n_labels"))
                 if diag.ready():
-                    run["diagnostics"] = diag.evaluate(output.model)
+                    run["diagnostics"] = diag.evaluate(model)
                 else:
-                    pending.append((run, output.model))
+                    pending.append((run, model))
         finalize_entry(entry, runs, skipped)
         results["methods"][spec] = entry
         write_json(run_dir / "results.json", results)

@@ -1,0 +1,73 @@
+"""``experiment`` is resumable: a (method, seed) run finished earlier is reused, not retrained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autobackswap import experiment as experiment_module
+from autobackswap.experiment import ExperimentConfig, run_experiment
+from autobackswap.train.loop import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+TINY = TrainConfig(epochs=1, batch_size=32, width=8)
+
+
+def cfg(data: Path, **kwargs: Any) -> ExperimentConfig:
+    base: dict[str, Any] = {"methods": ["erm", "dfr"], "seeds": [0, 1], "image_size": 32, "train": TINY,
+                            "diagnostics": False, "report": False}
+    return ExperimentConfig(data=str(data), **{**base, **kwargs})
+
+
+def strip_times(results: dict[str, Any]) -> dict[str, Any]:
+    return {m: [{k: v for k, v in r.items() if k not in ("epoch_seconds",)} for r in e.get("runs", [])]
+            for m, e in results["methods"].items()}
+
+
+def test_a_rerun_reuses_finished_runs_and_retrains_what_changed(tiny_synthetic: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    first = run_experiment(cfg(tiny_synthetic), run)
+    assert (run / "models" / "erm_seed0.json").is_file() and (run / "models" / "erm_seed1.pt").is_file()
+
+    calls: list[tuple[str, int]] = []
+    real = experiment_module.run_method
+
+    def counting(spec: str, data: Any, c: ExperimentConfig, seed: int) -> Any:
+        calls.append((spec, seed))
+        return real(spec, data, c, seed)
+
+    monkeypatch.setattr(experiment_module, "run_method", counting)
+    again = run_experiment(cfg(tiny_synthetic), run)
+    # erm is reused for both seeds; dfr (skipped on this data, so nothing saved) runs again and is skipped again
+    assert calls == [("dfr", 0), ("dfr", 1)]
+    assert strip_times(again) == strip_times(first)
+    assert again["methods"]["dfr"]["skipped"] == first["methods"]["dfr"]["skipped"]
+
+    # a different training config is a different run: retrained, not reused
+    calls.clear()
+    run_experiment(cfg(tiny_synthetic, methods=["erm"], seeds=[0], train=TrainConfig(epochs=2, batch_size=32, width=8)),
+                   run)
+    assert calls == [("erm", 0)]
+
+
+def test_a_record_without_its_model_or_with_another_key_is_not_reused(tiny_synthetic: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    run_experiment(cfg(tiny_synthetic, methods=["erm"], seeds=[0]), run)
+    record = run / "models" / "erm_seed0.json"
+    payload = json.loads(record.read_text())
+    record.write_text(json.dumps({**payload, "key": "something-else"}))
+    calls: list[str] = []
+    real = experiment_module.run_method
+    monkeypatch.setattr(experiment_module, "run_method", lambda s, d, c, seed: calls.append(s) or real(s, d, c, seed))
+    run_experiment(cfg(tiny_synthetic, methods=["erm"], seeds=[0]), run)
+    assert calls == ["erm"]
+    (run / "models" / "erm_seed0.pt").unlink()  # a record whose model is gone (killed between the two writes)
+    calls.clear()
+    run_experiment(cfg(tiny_synthetic, methods=["erm"], seeds=[0]), run)
+    assert calls == ["erm"]
