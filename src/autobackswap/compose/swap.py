@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data.stream import DiskArray
-from ..train.loop import maybe_flip, to_tensor
+from ..train.loop import epoch_batches, maybe_flip, to_tensor
 from .functional import (
     JitterConfig,
     SwapParams,
@@ -156,10 +156,6 @@ class SwapSource:
     def order(self, generator: torch.Generator) -> torch.Tensor:
         return torch.randperm(len(self.labels), generator=generator)
 
-    def make_batch(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The composites for dataset indices ``idx`` (NCHW float, channels-last)."""
-        return self.batch(idx, generator)[0]
-
     def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and targets for dataset indices ``idx``: the composites with their labels, and with
         ``bg_only`` > 0 some inpainted backgrounds appended, the targets then class probabilities
@@ -178,9 +174,4 @@ class SwapSource:
         return (maybe_flip(x, generator) if self.hflip else x), y
 
     def batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.order(generator)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) < 2:
-                continue
-            yield self.batch(idx, generator)
+        return epoch_batches(self, batch_size, generator)

@@ -162,11 +162,11 @@ def shard_batches(order: torch.Tensor, batch_size: int, rank: int, world_size: i
 
 
 class ShardedSource:
-    """Wraps a batch source that has ``order(generator)``, ``make_batch(idx, generator)`` and
-    ``labels``: every rank walks the same global batches and makes its own share of each."""
+    """Wraps a batch source that has ``order(generator)`` and ``batch(idx, generator) -> (x, y)``:
+    every rank walks the same global batches and makes its own share of each."""
 
     def __init__(self, source: Any, info: DistInfo, order_generator: torch.Generator) -> None:
-        for attr in ("order", "make_batch", "labels"):
+        for attr in ("order", "batch"):
             if not hasattr(source, attr):
                 raise AutoBackSwapError(f"{type(source).__name__} cannot be sharded across processes "
                                         f"(it has no {attr!r}); run this method in one process")
@@ -182,10 +182,7 @@ class ShardedSource:
         order = self.source.order(self.order_generator)
         for idx in shard_batches(order, batch_size, self.info.rank, self.info.world_size):
             self.samples_seen += len(idx)
-            if hasattr(self.source, "batch"):  # a source whose targets are not just labels[idx]
-                yield self.source.batch(idx, generator)
-            else:
-                yield self.source.make_batch(idx, generator), self.source.labels[idx]
+            yield self.source.batch(idx, generator)
 
 
 def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:

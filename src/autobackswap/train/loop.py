@@ -91,19 +91,25 @@ class ArraySource:
             return torch.multinomial(self.sample_weights, n, replacement=True, generator=generator)
         return torch.randperm(n, generator=generator)
 
-    def make_batch(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = to_tensor(self.images[idx])
-        return maybe_flip(x, generator) if self.hflip else x
+        return (maybe_flip(x, generator) if self.hflip else x), self.labels[idx]
 
     def batches(
         self, epoch: int, batch_size: int, generator: torch.Generator
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.order(generator)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) < 2:  # a batch of one breaks BatchNorm
-                continue
-            yield self.make_batch(idx, generator), self.labels[idx]
+        return epoch_batches(self, batch_size, generator)
+
+
+def epoch_batches(source: Any, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of ``source.batch(idx, generator)`` over ``source.order(generator)``, in chunks of
+    ``batch_size`` (a last chunk of one image is dropped: a batch of one breaks BatchNorm)."""
+    order = source.order(generator)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2:
+            continue
+        yield source.batch(idx, generator)
 
 
 def maybe_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
