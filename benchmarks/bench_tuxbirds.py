@@ -23,23 +23,14 @@ import logging
 import time
 from pathlib import Path
 
-from autobackswap.data.photo import make_photo_benchmark
+from _common import SETTINGS, add_inpainter_arg, inpainter_options, tuxbirds
+
 from autobackswap.evaluate.table import diagnostics_rows, render_markdown, results_rows, seeds_caption
 from autobackswap.experiment import ExperimentConfig, run_experiment
 from autobackswap.train.loop import TrainConfig
 
 METHODS = ["erm", "erm_aug", "groupdro", "dfr", "jtt", "autobackswap", "autobackswap:inpainter=gray", "random_paste",
            "oracle"]
-SETTINGS = ("seen", "unseen")
-
-
-def tuxbirds(root: Path, correlation: float, seed: int, image_size: int) -> dict[str, Path]:
-    """TuxBirds, built once and reused while its settings match."""
-    out = root / f"c{correlation}_s{image_size}_seed{seed}"
-    cfg = out / "seen" / "config.json"
-    if not (cfg.is_file() and (out / "unseen" / "config.json").is_file()):
-        return make_photo_benchmark(out, correlation=correlation, image_size=image_size, seed=seed)
-    return {s: out / s for s in SETTINGS}
 
 
 def wga(results: dict, method: str, split: str) -> float | None:
@@ -61,9 +52,9 @@ def main() -> None:
     ap.add_argument("--data-root", default="runs/bench/tuxbirds_data")
     ap.add_argument("--out", default="runs/bench/tuxbirds")
     ap.add_argument("--no-balanced", action="store_true", help="skip the group-balanced ERM ceiling")
-    ap.add_argument("--inpainter", default=None, help="inpainter (default: the library default; the README figures used telea)")
+    add_inpainter_arg(ap)
     args = ap.parse_args()
-    options = {"inpainter": args.inpainter} if args.inpainter else {}
+    options = inpainter_options(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     seeds = [int(s) for s in args.seeds.split(",")]
     train = TrainConfig(epochs=args.epochs)
