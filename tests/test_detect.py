@@ -15,7 +15,7 @@ import torch
 from autobackswap.data.grid import grid_to_string, mask_to_grid
 from autobackswap.data.layout import load_segmentations, read_dataset
 from autobackswap.detect import Detector, DetectorConfig, balanced_accuracy, patch_labels
-from autobackswap.detect.detector import augment
+from autobackswap.detect.detector import augment, paste_foregrounds
 from autobackswap.errors import AutoBackSwapError, DataError, NotFittedError
 from autobackswap.io import write_png
 
@@ -201,7 +201,7 @@ def test_augment_moves_image_and_grid_together() -> None:
     x[:, 1] = torch.arange(n, dtype=torch.float32)[:, None, None]  # which sample this is
     rng = np.random.default_rng(0)
     t = torch.from_numpy(rng.random((n, G, G)) < 0.5).float()
-    cfg = DetectorConfig(grid=G, max_shift=2)
+    cfg = DetectorConfig(grid=G, max_shift=2, paste=0.0)
     xa, ta = augment(x.clone(), t.clone(), cfg, torch.Generator().manual_seed(3))
     changed = 0
     for i in range(n):
@@ -220,12 +220,36 @@ def test_augment_flips_only_when_shifts_are_disabled() -> None:
     x = torch.arange(SIZE * SIZE, dtype=torch.float32).view(1, 1, SIZE, SIZE).expand(16, 3, SIZE, SIZE).clone()
     t = torch.zeros(16, G, G)
     t[:, 0, 0] = 1
-    xa, ta = augment(x.clone(), t.clone(), DetectorConfig(grid=G, max_shift=0), torch.Generator().manual_seed(0))
+    xa, ta = augment(x.clone(), t.clone(), DetectorConfig(grid=G, max_shift=0, paste=0.0),
+                     torch.Generator().manual_seed(0))
     corner = {(0, 0): x[0, 0], (0, G - 1): x[0, 0].flip(-1), (G - 1, 0): x[0, 0].flip(-2),
               (G - 1, G - 1): x[0, 0].flip(-1).flip(-2)}
     for i in range(16):
         (r, c), = torch.nonzero(ta[i]).tolist()
         assert torch.equal(xa[i, 0], corner[(r, c)])
+
+
+def test_paste_copies_another_images_foreground_patches_and_unions_the_grids() -> None:
+    """Every image is filled with its sample id, so each pasted pixel says where it came from."""
+    n, patch = 48, SIZE // G
+    x = torch.arange(n, dtype=torch.float32)[:, None, None, None].expand(n, 3, SIZE, SIZE).clone()
+    t = torch.from_numpy(np.random.default_rng(1).random((n, G, G)) < 0.3).float()
+    xa, ta = paste_foregrounds(x.clone(), t.clone(), 1.0, torch.Generator().manual_seed(0))
+    pasted = 0
+    for i in range(n):
+        sources = set(xa[i, 0].unique().long().tolist()) - {i}
+        assert len(sources) <= 1  # one source image per target
+        if not sources:
+            assert torch.equal(ta[i], t[i])
+            continue
+        j = sources.pop()
+        cover = t[j].repeat_interleave(patch, 0).repeat_interleave(patch, 1).bool()
+        assert torch.all(xa[i, :, cover] == j) and torch.all(xa[i, :, ~cover] == i)
+        assert torch.equal(ta[i], torch.maximum(t[i], t[j]))
+        pasted += 1
+    assert pasted > n // 2
+    x0, t0 = paste_foregrounds(x.clone(), t.clone(), 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(x0, x) and torch.equal(t0, t)
 
 
 # ----------------------------------------------------------------------------- patch labels

@@ -290,7 +290,7 @@ def _fit_detector_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder; the detector goes to OUT/detector.pt")
     p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seeds the label sample and the training")
-    p.add_argument("--detector-epochs", type=int, default=None, help="maximum training epochs (default 40; early stopping)")
+    p.add_argument("--detector-epochs", type=int, default=None, help="training epochs (default 100; the best hold-out epoch is kept)")
     add_method_option_args(p)
     p.set_defaults(func=_fit_detector)
 

@@ -41,8 +41,8 @@ class PipelineConfig:
     label_threshold: float = 0.25
     grid: int = 16
     detector_backbone: str = "fcn"
-    detector_width: int = 16
-    detector_epochs: int = 40
+    detector_width: int = 32  # width 32, 100 epochs, copy-paste: mask IoU 0.68 -> 0.79 on TuxBirds (README)
+    detector_epochs: int = 100
     detector_weights: str | None = None
     t_tight: float = 0.5
     t_loose: float = 0.9
@@ -146,9 +146,10 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
     """Train (or load from the cache) the detector on the labelled training images."""
     idx, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.grid, cfg.labels,
                               cfg.label_budget, cfg.label_threshold, seed)
-    key = json.dumps({"labels": cfg.labels, "budget": cfg.label_budget, "grid": cfg.grid, "thr": cfg.label_threshold,
-                      "backbone": cfg.detector_backbone, "width": cfg.detector_width, "epochs": cfg.detector_epochs,
-                      "size": data.image_size, "seed": seed, "idx": idx.tolist(), "weights": cfg.detector_weights,
+    det = Detector(grid=grids.shape[1], backbone=cfg.detector_backbone, width=cfg.detector_width,
+                   epochs=cfg.detector_epochs, weights=cfg.detector_weights, seed=seed)
+    key = json.dumps({"labels": cfg.labels, "budget": cfg.label_budget, "thr": cfg.label_threshold,
+                      "detector": asdict(det.config), "size": data.image_size, "idx": idx.tolist(),
                       "data": fingerprint(data.train.images[idx], grids)}, sort_keys=True)
     path = None
     if cache_dir is not None:
@@ -157,8 +158,6 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
             log.info("detector: loading cached %s", path)
             det = Detector.load(path)
             return det, {"n_labels": len(idx), "patch_balanced_accuracy": det.holdout_balanced_accuracy_, "detector": str(path)}
-    det = Detector(grid=grids.shape[1], backbone=cfg.detector_backbone, width=cfg.detector_width,
-                   epochs=cfg.detector_epochs, weights=cfg.detector_weights, seed=seed)
     det.fit(data.train.images[idx], grids)
     if path is not None:
         det.save(path)

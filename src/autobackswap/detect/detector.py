@@ -3,9 +3,13 @@
 * Input: NHWC uint8 RGB images at the working size and (N, G, G) bool patch labels (True = fg).
 * Loss: BCE with label smoothing (default 0.1), as in the reference implementation.
 * Augmentation: horizontal/vertical flips and shifts by whole patches (circular, so the labels
-  stay exact), up to ``max_shift`` patches.
-* Early stopping: a seeded hold-out of the labelled images; the epoch with the best balanced patch
-  accuracy wins (patience ``patience`` evaluations).
+  stay exact), up to ``max_shift`` patches; then, with probability ``paste``, the labelled
+  foreground patches of another image in the batch are pasted at their place (copy-paste, with the
+  union of both grids as the target), which shows the detector objects on backgrounds they never
+  appear on.
+* Model selection: a seeded hold-out of the labelled images; the epoch with the best balanced patch
+  accuracy wins. ``patience`` (0 = off, the default) stops after that many epochs without a gain;
+  under the one-cycle schedule an early stop tends to fire near the learning-rate peak.
 * ``predict_proba`` returns p(foreground) per patch; ``p_bg = 1 - p_fg``.
 """
 
@@ -44,8 +48,9 @@ class DetectorConfig:
     label_smoothing: float = 0.1
     max_shift: int = 4
     flips: bool = True
+    paste: float = 1.0
     holdout: float = 0.2
-    patience: int = 15
+    patience: int = 0
     seed: int = 0
 
 
@@ -75,7 +80,8 @@ def check_labels(grids: np.ndarray) -> None:
 
 
 def augment(x: torch.Tensor, t: torch.Tensor, cfg: DetectorConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flips and whole-patch circular shifts, applied identically to images (NCHW) and grids (NGG)."""
+    """Flips, whole-patch circular shifts and copy-paste, applied identically to images (NCHW) and
+    grids (NGG)."""
     n, _, h, w = x.shape
     if cfg.flips:
         hf = torch.rand(n, generator=generator) < 0.5
@@ -90,6 +96,20 @@ def augment(x: torch.Tensor, t: torch.Tensor, cfg: DetectorConfig, generator: to
             if dy or dx:
                 x[i] = torch.roll(x[i], (dy * ph, dx * pw), dims=(1, 2))
                 t[i] = torch.roll(t[i], (dy, dx), dims=(0, 1))
+    if cfg.paste > 0:
+        x, t = paste_foregrounds(x, t, cfg.paste, generator)
+    return x, t
+
+
+def paste_foregrounds(x: torch.Tensor, t: torch.Tensor, p: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """With probability ``p`` per image, paste the foreground patches of a random image of the batch
+    (its grid, nearest-upsampled) at the same place; the target becomes the union of both grids."""
+    n, _, h, w = x.shape
+    src = torch.randint(0, n, (n,), generator=generator)
+    chosen = torch.rand(n, generator=generator) < p
+    cover = F.interpolate(t[src][:, None], size=(h, w), mode="nearest") > 0.5
+    x = torch.where(chosen[:, None, None, None] & cover, x[src], x)
+    t = torch.where(chosen[:, None, None], torch.maximum(t, t[src]), t)
     return x, t
 
 
@@ -157,7 +177,7 @@ class Detector:
                 else:
                     bad_epochs += 1
             history.append(record)
-            if n_hold and bad_epochs >= cfg.patience:
+            if n_hold and cfg.patience and bad_epochs >= cfg.patience:
                 log.info("detector: early stop at epoch %d (best %d)", epoch + 1, best[2])
                 break
         if n_hold:
