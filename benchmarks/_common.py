@@ -22,15 +22,28 @@ def synthetic(root: str | Path = "runs/bench/synthetic", n_train: int = 2000, n_
     return root
 
 
-def add_inpainter_arg(ap: argparse.ArgumentParser) -> None:
-    """``--inpainter``: the README figures measured before the default became ``mean`` pass ``telea``."""
-    ap.add_argument("--inpainter", default=None,
-                    help="inpainter (default: the library default; the README figures used telea)")
+# The pipeline defaults of the first release, with which some README figures were measured (their
+# commands pass --v1-defaults): the telea fill and a narrower detector, 40 epochs with early stopping and
+# no copy-paste. The defaults changed after bench_inpainters.py and bench_detector.py on TuxBirds.
+V1_DEFAULTS = {"inpainter": "telea", "detector_width": 16, "detector_epochs": 40, "detector_paste": 0.0,
+               "detector_patience": 15}
 
 
-def inpainter_options(args: argparse.Namespace) -> dict[str, str]:
-    """Method options for ``ExperimentConfig.method_options`` from ``--inpainter`` (empty: the default)."""
-    return {"inpainter": args.inpainter} if args.inpainter else {}
+def add_pipeline_args(ap: argparse.ArgumentParser) -> None:
+    """``--inpainter`` and ``--v1-defaults``: method options every pipeline method gets."""
+    ap.add_argument("--inpainter", default=None, help="inpainter (default: the library default)")
+    ap.add_argument("--v1-defaults", action="store_true",
+                    help="the first release's defaults (telea fill, detector width 16, 40 epochs, early stopping, "
+                         "no copy-paste), with which some README figures were measured")
+
+
+def pipeline_options(args: argparse.Namespace) -> dict[str, object]:
+    """Method options (``ExperimentConfig.method_options``, ``PipelineConfig.from_options``) from the
+    arguments of :func:`add_pipeline_args`; empty means the library defaults."""
+    options: dict[str, object] = dict(V1_DEFAULTS) if args.v1_defaults else {}
+    if args.inpainter:
+        options["inpainter"] = args.inpainter
+    return options
 
 
 def tuxbirds(root: Path, correlation: float, seed: int, image_size: int) -> dict[str, Path]:

@@ -12,7 +12,7 @@ import argparse
 import logging
 
 import numpy as np
-from _common import add_inpainter_arg, inpainter_options, synthetic
+from _common import add_pipeline_args, pipeline_options, synthetic
 
 from autobackswap.experiment import ExperimentConfig, run_experiment
 from autobackswap.train.loop import TrainConfig
@@ -24,14 +24,14 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--out", default="runs/bench/abs_synthetic")
-    add_inpainter_arg(ap)
+    add_pipeline_args(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = synthetic(n_train=args.n_train)
     methods = ["erm", "autobackswap", "autobackswap:label_budget=50", "oracle"]
     cfg = ExperimentConfig(data=str(data), methods=methods, seeds=[int(s) for s in args.seeds.split(",")],
                            train=TrainConfig(epochs=args.epochs), save_models=False,
-                           method_options=inpainter_options(args))
+                           method_options=pipeline_options(args))
     results = run_experiment(cfg, args.out)
     m = results["methods"]
     wga = {k: (v["test"]["worst_group_accuracy"], v["test"]["std"]["worst_group_accuracy"]) for k, v in m.items()}

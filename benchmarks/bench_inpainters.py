@@ -20,7 +20,7 @@ import logging
 import time
 
 import numpy as np
-from _common import synthetic
+from _common import add_pipeline_args, pipeline_options, synthetic
 
 from autobackswap.experiment import ExperimentConfig, load_experiment_data, run_experiment
 from autobackswap.pipeline import PipelineConfig, fit_detector
@@ -30,8 +30,8 @@ from autobackswap.separate.run import masks_from_grid
 from autobackswap.train.loop import TrainConfig
 
 
-def inpaint_ms(data, names: list[str], n: int = 200) -> dict[str, float]:
-    cfg = PipelineConfig()
+def inpaint_ms(data, names: list[str], options: dict, n: int = 200) -> dict[str, float]:
+    cfg = PipelineConfig.from_options(options)
     det, _ = fit_detector(data, cfg, seed=0, cache_dir=data.run_dir / "detectors")
     images = data.train.images[:n]
     p_fg = det.predict_proba(images)
@@ -55,15 +55,18 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--out", default="runs/bench/inpainters")
     ap.add_argument("--data", default=None, help="a dataset in the Waterbirds layout (default: the synthetic set)")
+    add_pipeline_args(ap)  # --inpainter is overridden by each row's own
     args = ap.parse_args()
+    options = pipeline_options(args)
     logging.basicConfig(level=logging.WARNING)
     names = args.inpainters.split(",")
     data_dir = args.data or synthetic(n_train=args.n_train)
     seeds = [int(s) for s in args.seeds.split(",")]
     data = load_experiment_data(data_dir, 64, args.out)
-    cost = inpaint_ms(data, names)
+    cost = inpaint_ms(data, names, options)
     cfg = ExperimentConfig(data=str(data_dir), methods=[f"autobackswap:inpainter={n}" for n in names], seeds=seeds,
-                           train=TrainConfig(epochs=args.epochs), save_models=False)
+                           train=TrainConfig(epochs=args.epochs), save_models=False,
+                           method_options=options)
     results = run_experiment(cfg, args.out, data=data)
     rows = []
     for n in names:

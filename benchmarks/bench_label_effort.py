@@ -40,7 +40,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from _common import add_inpainter_arg, inpainter_options, synthetic
+from _common import add_pipeline_args, pipeline_options, synthetic
 
 from autobackswap.data.grid import grid_to_string, mask_to_grid
 from autobackswap.data.layout import load_images, load_segmentations, read_dataset
@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10, help="classifier epochs for the WGA part (default 10)")
     ap.add_argument("--skip-wga", action="store_true", help="effort figures only")
     ap.add_argument("--out", default="runs/bench/label_effort")
-    add_inpainter_arg(ap)
+    add_pipeline_args(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name in ("autobackswap", "autobackswap.detect.detector"):
@@ -213,7 +213,7 @@ def wga_at_equal_effort(data: Path, train: list[Any], gt: np.ndarray, runs: dict
     seeds = [int(s) for s in args.seeds.split(",")]
     cfg = ExperimentConfig(data=str(data), methods=list(specs.values()), seeds=seeds, train=TrainConfig(epochs=args.epochs),
                            save_models=False, diagnostics=False, report=False,
-                           method_options=inpainter_options(args))
+                           method_options=pipeline_options(args))
     results = run_experiment(cfg, out / "wga")
     table: dict[str, Any] = {}
     print(f"\nWGA at equal effort (autobackswap, {args.epochs} epochs, seeds {args.seeds}; labels = ground-truth grids)")

@@ -20,7 +20,7 @@ import argparse
 import logging
 import time
 
-from _common import add_inpainter_arg, inpainter_options, synthetic
+from _common import add_pipeline_args, pipeline_options, synthetic
 
 from autobackswap.evaluate.table import diagnostics_rows, render_markdown, results_rows, seeds_caption
 from autobackswap.experiment import ExperimentConfig, run_experiment
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--label-budgets", default="", help="also sweep autobackswap over these budgets, e.g. 25,50,100,200")
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--out", default="runs/bench/methods_table")
-    add_inpainter_arg(ap)
+    add_pipeline_args(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -79,7 +79,7 @@ def main() -> None:
     cfg = ExperimentConfig(data=str(data), methods=[m for m in args.methods.split(",") if m],
                            seeds=[int(s) for s in args.seeds.split(",")], image_size=args.image_size,
                            train=TrainConfig(epochs=args.epochs),
-                           method_options=inpainter_options(args),
+                           method_options=pipeline_options(args),
                            label_budgets=[int(b) for b in args.label_budgets.split(",") if b])
     start = time.perf_counter()
     results = run_experiment(cfg, args.out)

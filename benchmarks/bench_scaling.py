@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import add_inpainter_arg, inpainter_options, synthetic
+from _common import add_pipeline_args, pipeline_options, synthetic
 
 from autobackswap.data.images import read_rgb, resize_rgb
 from autobackswap.detect.detector import Detector
@@ -99,9 +99,9 @@ def main() -> None:
     ap.add_argument("--cost-images", type=int, default=48, help="images for the per-stage costs (default 48)")
     ap.add_argument("--cores-per-machine", type=int, default=16, help="assumed for the extrapolation (default 16)")
     ap.add_argument("--no-ray", action="store_true")
-    add_inpainter_arg(ap)
+    add_pipeline_args(ap)
     args = ap.parse_args()
-    pipeline = PipelineConfig(**inpainter_options(args))
+    pipeline = PipelineConfig(**pipeline_options(args))
     logging.basicConfig(level=logging.WARNING)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp_name:

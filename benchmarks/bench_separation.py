@@ -12,7 +12,7 @@ import tempfile
 import time
 
 import numpy as np
-from _common import synthetic
+from _common import add_pipeline_args, pipeline_options, synthetic
 
 from autobackswap.experiment import load_experiment_data
 from autobackswap.pipeline import PipelineConfig, fit_detector
@@ -24,12 +24,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n-train", type=int, default=2000)
     ap.add_argument("--label-budget", type=int, default=200)
-    ap.add_argument("--inpainter", default="telea")
+    add_pipeline_args(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         data = load_experiment_data(synthetic(n_train=args.n_train), 64, tmp)
-        cfg = PipelineConfig(label_budget=args.label_budget, inpainter=args.inpainter)
+        cfg = PipelineConfig.from_options({**pipeline_options(args), "label_budget": args.label_budget})
         t0 = time.perf_counter()
         det, info = fit_detector(data, cfg, seed=0)
         fit_s = time.perf_counter() - t0
@@ -49,7 +49,7 @@ def main() -> None:
         t0 = time.perf_counter()
         separate(images, f"{tmp}/sep", cfg.separation_config(0), p_fg=p_fg)
         sep_s = time.perf_counter() - t0
-        print(f"\nseparation of {len(images)} images at 64 px ({args.inpainter}, {cfg.refine}): "
+        print(f"\nseparation of {len(images)} images at 64 px ({cfg.inpainter}, {cfg.refine}): "
               f"{predict_s + sep_s:.1f}s including detector inference ({predict_s:.1f}s)  [target ≤ 60 s]")
 
 

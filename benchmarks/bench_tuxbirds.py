@@ -23,7 +23,7 @@ import logging
 import time
 from pathlib import Path
 
-from _common import SETTINGS, add_inpainter_arg, inpainter_options, tuxbirds
+from _common import SETTINGS, add_pipeline_args, pipeline_options, tuxbirds
 
 from autobackswap.evaluate.table import diagnostics_rows, render_markdown, results_rows, seeds_caption
 from autobackswap.experiment import ExperimentConfig, run_experiment
@@ -52,9 +52,9 @@ def main() -> None:
     ap.add_argument("--data-root", default="runs/bench/tuxbirds_data")
     ap.add_argument("--out", default="runs/bench/tuxbirds")
     ap.add_argument("--no-balanced", action="store_true", help="skip the group-balanced ERM ceiling")
-    add_inpainter_arg(ap)
+    add_pipeline_args(ap)
     args = ap.parse_args()
-    options = inpainter_options(args)
+    options = pipeline_options(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     seeds = [int(s) for s in args.seeds.split(",")]
     train = TrainConfig(epochs=args.epochs)

@@ -20,6 +20,7 @@ from PIL import Image
 from autobackswap.cli import main
 from autobackswap.data.layout import read_dataset
 from autobackswap.data.synthetic import make_synthetic
+from autobackswap.detect import Detector
 from autobackswap.experiment import load_experiment_data
 from autobackswap.pipeline import PipelineConfig, fit_detector
 
@@ -208,6 +209,25 @@ def test_detector_cache_is_keyed_by_the_label_contents(tiny_synthetic: Path, tmp
         _, fixed = fit_detector(data, cfg, 0, cache)
         assert fixed["detector"] != first["detector"]
         assert len(list(cache.glob("detector_*.pt"))) == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_detector_options_reach_the_detector_and_its_cache_key(tiny_synthetic: Path, tmp_path: Path) -> None:
+    """``autobackswap:detector_paste=0:detector_patience=2`` trains another detector than the defaults."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = load_experiment_data(tiny_synthetic, 32, tmp_path / "run")
+        cache = tmp_path / "run" / "detectors"
+        fast = {"label_budget": "12", "grid": "8", "detector_width": "8", "detector_epochs": "3"}
+        det, first = fit_detector(data, PipelineConfig.from_options(fast), 0, cache)
+        assert (det.config.paste, det.config.patience) == (1.0, 0)
+        cfg = PipelineConfig.from_options({**fast, "detector_paste": "0", "detector_patience": "2"})
+        det, other = fit_detector(data, cfg, 0, cache)
+        assert (det.config.paste, det.config.patience) == (0.0, 2)
+        assert other["detector"] != first["detector"]
+        assert Detector.load(other["detector"]).config.paste == 0.0
     finally:
         torch.set_num_threads(threads)
 

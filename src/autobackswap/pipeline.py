@@ -44,6 +44,8 @@ class PipelineConfig:
     detector_width: int = 32  # width 32, 100 epochs, copy-paste: mask IoU 0.68 -> 0.79 on TuxBirds (README)
     detector_epochs: int = 100
     detector_weights: str | None = None
+    detector_paste: float = 1.0  # copy-paste augmentation probability (detect.detector)
+    detector_patience: int = 0  # early stopping after this many epochs without a hold-out gain; 0 = off
     t_tight: float = 0.5
     t_loose: float = 0.9
     inpainter: str = "mean"  # chosen on TuxBirds by benchmarks/bench_inpainters.py (README, Inpainters)
@@ -147,7 +149,8 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
     idx, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.grid, cfg.labels,
                               cfg.label_budget, cfg.label_threshold, seed)
     det = Detector(grid=grids.shape[1], backbone=cfg.detector_backbone, width=cfg.detector_width,
-                   epochs=cfg.detector_epochs, weights=cfg.detector_weights, seed=seed)
+                   epochs=cfg.detector_epochs, weights=cfg.detector_weights, paste=cfg.detector_paste,
+                   patience=cfg.detector_patience, seed=seed)
     key = json.dumps({"labels": cfg.labels, "budget": cfg.label_budget, "thr": cfg.label_threshold,
                       "detector": asdict(det.config), "size": data.image_size, "idx": idx.tolist(),
                       "data": fingerprint(data.train.images[idx], grids)}, sort_keys=True)
