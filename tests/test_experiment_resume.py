@@ -71,3 +71,21 @@ def test_a_record_without_its_model_or_with_another_key_is_not_reused(tiny_synth
     calls.clear()
     run_experiment(cfg(tiny_synthetic, methods=["erm"], seeds=[0]), run)
     assert calls == ["erm"]
+
+
+def test_the_run_key_follows_resolved_pipeline_settings_not_their_spelling(tiny_synthetic: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default spelled out gives the same key; a changed default (simulated) gives another, so a run
+    saved before a library default changed is retrained, not reused."""
+    from autobackswap import pipeline
+    from autobackswap.experiment import run_key
+    from autobackswap.pipeline import PipelineConfig
+
+    default = PipelineConfig().detector_epochs
+    plain = run_key("autobackswap", 0, cfg(tiny_synthetic), "digest")
+    spelled = run_key("autobackswap", 0, cfg(tiny_synthetic, method_options={"detector_epochs": str(default)}), "digest")
+    other = run_key("autobackswap", 0, cfg(tiny_synthetic, method_options={"detector_epochs": str(default + 1)}), "digest")
+    assert plain == spelled and other != plain
+    real = pipeline.pipeline_settings
+    monkeypatch.setattr(pipeline, "pipeline_settings", lambda c: {**real(c), "detector_epochs": default + 1})
+    assert run_key("autobackswap", 0, cfg(tiny_synthetic), "digest") == other

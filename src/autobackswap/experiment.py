@@ -194,10 +194,11 @@ def make_method(spec: str, cfg: ExperimentConfig) -> Any:
 
 
 def run_key(spec: str, seed: int, cfg: ExperimentConfig, data_digest: str) -> str:
-    """What a finished (method, seed) run depends on: the method and its options, the training config and
-    seed, the working size and the training and validation data. A saved run with this key is reused."""
-    payload = {"spec": spec.strip(), "options": cfg.method_options, "train": asdict(replace(cfg.train, seed=seed)),
-               "image_size": cfg.image_size, "data": data_digest}
+    """What a finished (method, seed) run depends on: the method and its resolved settings (defaults
+    included), the training config and seed, the working size and the training and validation data. A
+    saved run with this key is reused."""
+    payload = {"spec": spec.strip(), "settings": make_method(spec, cfg).settings(),
+               "train": asdict(replace(cfg.train, seed=seed)), "image_size": cfg.image_size, "data": data_digest}
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

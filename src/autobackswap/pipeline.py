@@ -254,6 +254,14 @@ def config_dict(cfg: PipelineConfig) -> dict[str, Any]:
     return asdict(cfg)
 
 
+EXECUTION_ONLY = ("engine", "workers", "ray_address")
+
+
+def pipeline_settings(cfg: PipelineConfig) -> dict[str, Any]:
+    """The options a result depends on (``config_dict`` without the execution-only ones)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in EXECUTION_ONLY}
+
+
 def detector_report(data: ExperimentData, det: Detector, cfg: PipelineConfig, info: dict[str, Any]) -> dict[str, Any]:
     """Hold-out balanced patch accuracy, and grid / refined-mask IoU over the train split when
     segmentations exist."""

@@ -548,6 +548,11 @@ class RandomPaste(Method):
         super().__init__(**options)
         self.pipeline = PipelineConfig.from_options(options)
 
+    def settings(self) -> dict[str, Any]:
+        from ..pipeline import pipeline_settings
+
+        return pipeline_settings(self.pipeline)
+
     def run(self, data: ExperimentData, cfg: TrainConfig) -> MethodOutput:
         from ..compose.swap import SwapSource
         from ..evaluate.sheets import composites_for, separation_sheet

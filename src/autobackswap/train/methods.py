@@ -36,6 +36,12 @@ class Method:
     def __init__(self, **options: Any) -> None:
         self.options = options
 
+    def settings(self) -> dict[str, Any]:
+        """Everything the result depends on besides the data and the training config: the options as
+        given, or (methods with defaults of their own) resolved against those defaults, so that a
+        saved run is not reused after a default changed."""
+        return dict(self.options)
+
     def run(self, data: ExperimentData, cfg: TrainConfig) -> MethodOutput:
         raise NotImplementedError
 
@@ -76,6 +82,11 @@ class AutoBackSwap(Method):
     name = "autobackswap"
     needs = "no group labels (patch labels on a few hundred training images)"
     oracle = False
+
+    def settings(self) -> dict[str, Any]:
+        from ..pipeline import PipelineConfig, pipeline_settings
+
+        return pipeline_settings(PipelineConfig.from_options(self.options))
 
     def run(self, data: ExperimentData, cfg: TrainConfig) -> MethodOutput:
         from ..compose.swap import SwapSource
