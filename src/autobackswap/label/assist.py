@@ -41,7 +41,9 @@ class AssistConfig:
     refresh_growth: float = 1.5  # refit when the label count reaches growth x the count of the last fit
     refresh_min: int = 5  # ... and at least this many new labels
     image_size: int = 64  # working size the detector sees (as in `experiment --image-size`)
-    detector_params: dict[str, Any] = field(default_factory=lambda: {"width": 16, "epochs": 40})
+    # a small, fast detector refitted while the user labels (the settings bench_label_effort.py measured)
+    detector_params: dict[str, Any] = field(default_factory=lambda: {"width": 16, "epochs": 40, "patience": 15,
+                                                                     "paste": 0.0})
     threshold: float = 0.5  # suggestion: p_fg >= threshold
     seed: int = 0
 
