@@ -24,7 +24,7 @@ from autobackswap.data.grid import mask_to_grid
 from autobackswap.detect import Detector, DetectorConfig, patch_labels
 from autobackswap.experiment import load_experiment_data
 from autobackswap.pipeline import PipelineConfig
-from autobackswap.separate.masks import create_refiner, pixel_iou
+from autobackswap.separate.masks import refined_iou
 
 DEFAULT_VARIANTS = (
     "before=epochs:40,width:16,patience:15,paste:0",  # the defaults until this ablation
@@ -45,11 +45,6 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, params
 
 
-def mean_iou(images: np.ndarray, p_fg: np.ndarray, seg: np.ndarray, refine: str, threshold: float) -> float:
-    refiner = create_refiner(refine)
-    return float(np.mean([pixel_iou(refiner(images[i], p_fg[i], threshold), seg[i]) for i in range(len(seg))]))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="dataset (default: TuxBirds seen, built on first use)")
@@ -68,7 +63,7 @@ def main() -> None:
             raise SystemExit(f"{data_dir}: needs segmentations/ to score masks")
         gt = np.stack([mask_to_grid(m, pipe.grid, pipe.label_threshold) for m in seg]).astype(np.float32)
         print(f"{data_dir}: {len(images)} train images, {args.label_budget} labels, refiner {pipe.refine}")
-        print(f"ceiling (ground-truth grid, refined): IoU {mean_iou(images, gt, seg, pipe.refine, thr):.3f}")
+        print(f"ceiling (ground-truth grid, refined): IoU {refined_iou(images, gt, seg, pipe.refine, thr):.3f}")
         print("| variant | settings | mask IoU | hold-out balanced patch acc | fit s |")
         print("|---|---|---|---|---|")
         for text in args.variant or DEFAULT_VARIANTS:
@@ -81,7 +76,7 @@ def main() -> None:
                 det = Detector(**{"grid": pipe.grid, "width": pipe.detector_width, "epochs": pipe.detector_epochs,
                                   **params, "seed": seed}).fit(images[idx], grids)
                 secs.append(time.perf_counter() - t0)
-                ious.append(mean_iou(images, det.predict_proba(images), seg, pipe.refine, thr))
+                ious.append(refined_iou(images, det.predict_proba(images), seg, pipe.refine, thr))
                 accs.append(det.holdout_balanced_accuracy_ or float("nan"))
             print(f"| {name} | {text.partition('=')[2] or 'library defaults'} | {np.mean(ious):.3f} ± {np.std(ious):.3f} "
                   f"| {np.mean(accs):.3f} | {np.mean(secs):.0f} |", flush=True)

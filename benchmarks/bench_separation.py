@@ -11,12 +11,11 @@ import logging
 import tempfile
 import time
 
-import numpy as np
 from _common import add_pipeline_args, pipeline_options, synthetic
 
 from autobackswap.experiment import load_experiment_data
 from autobackswap.pipeline import PipelineConfig, fit_detector
-from autobackswap.separate.masks import REFINERS, create_refiner, pixel_iou
+from autobackswap.separate.masks import REFINERS, refined_iou
 from autobackswap.separate.run import separate
 
 
@@ -41,11 +40,10 @@ def main() -> None:
         predict_s = time.perf_counter() - t0
         print("| refiner | pixel IoU vs GT | ms / image |\n|---|---|---|")
         for name in REFINERS:
-            refine = create_refiner(name)
             t0 = time.perf_counter()
-            ious = [pixel_iou(refine(images[i], p_fg[i], 1 - cfg.t_tight), seg[i]) for i in range(len(images))]
+            iou = refined_iou(images, p_fg, seg, name, 1 - cfg.t_tight)
             ms = (time.perf_counter() - t0) / len(images) * 1000
-            print(f"| {name} | {np.mean(ious):.3f} | {ms:.2f} |")
+            print(f"| {name} | {iou:.3f} | {ms:.2f} |")
         t0 = time.perf_counter()
         separate(images, f"{tmp}/sep", cfg.separation_config(0), p_fg=p_fg)
         sep_s = time.perf_counter() - t0

@@ -267,7 +267,7 @@ def detector_report(data: ExperimentData, det: Detector, cfg: PipelineConfig, in
     segmentations exist."""
     from .data.grid import mask_to_grid
     from .detect.detector import balanced_accuracy
-    from .separate.masks import create_refiner
+    from .separate.masks import refined_iou
 
     report: dict[str, Any] = {k: v for k, v in info.items() if k != "detector"}
     if data.dataset.has_segmentations:
@@ -277,7 +277,5 @@ def detector_report(data: ExperimentData, det: Detector, cfg: PipelineConfig, in
         report["train_patch_balanced_accuracy"] = balanced_accuracy(p_fg, gt)
         thr = 1.0 - cfg.t_tight
         for name in ("nearest", cfg.refine):
-            refine = create_refiner(name)
-            ious = [pixel_iou(refine(data.train.images[i], p_fg[i], thr), seg[i]) for i in range(len(seg))]
-            report[f"mask_iou_{name}"] = float(np.mean(ious))
+            report[f"mask_iou_{name}"] = refined_iou(data.train.images, p_fg, seg, name, thr)
     return report

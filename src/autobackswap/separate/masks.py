@@ -130,6 +130,14 @@ def decontaminate(image: np.ndarray, alpha: np.ndarray, background: np.ndarray, 
     return np.clip(np.round(fg), 0, 255).astype(np.uint8)
 
 
+def refined_iou(images: Any, p_fg: np.ndarray, segmentations: Any, refine: str, threshold: float) -> float:
+    """Mean pixel IoU of the ``refine`` masks of ``p_fg`` grids (fg where p_fg > ``threshold``) against
+    ground-truth segmentations."""
+    refiner = create_refiner(refine)
+    return float(np.mean([pixel_iou(refiner(images[i], p_fg[i], threshold), segmentations[i])
+                          for i in range(len(segmentations))]))
+
+
 def pixel_iou(pred: np.ndarray, target: np.ndarray) -> float:
     """IoU of two HW masks (bool, or float/uint8 thresholded at half range)."""
     p = pred > (127 if pred.dtype == np.uint8 else 0.5) if pred.dtype != bool else pred
