@@ -360,3 +360,58 @@ def test_bg_only_out_of_range_is_a_clear_error() -> None:
         PipelineConfig.from_options({"bg_only": "-1"})
     cfg = PipelineConfig.from_options({"bg_only": "0.25", "bg_shuffle": "true"}).swap_config()
     assert cfg.bg_only == 0.25 and cfg.bg_shuffle
+
+
+# ----------------------------------------------------------------------------- distractors
+def test_distractors_are_class_balanced_optional_and_leave_the_other_draws_alone() -> None:
+    donors = [torch.arange(0, 90), torch.arange(90, 100)]
+    plain = sample_params(20000, donors, JitterConfig(), 1.0, torch.Generator().manual_seed(3),
+                          shuffle_bg_channels=True)
+    extra = sample_params(20000, donors, JitterConfig(), 1.0, torch.Generator().manual_seed(3),
+                          shuffle_bg_channels=True, distractor=0.6)
+    assert plain.distractor is None and extra.distractor is not None
+    for name in ("swap", "bg_index", "scale", "angle", "shift", "bg_channels"):
+        assert torch.equal(getattr(plain, name), getattr(extra, name))
+    d = extra.distractor
+    assert abs(d.present.float().mean().item() - 0.6) < 0.02
+    assert abs((d.index[d.present] >= 90).float().mean().item() - 0.5) < 0.02  # class-balanced, like backgrounds
+    assert not torch.equal(d.index[d.present], extra.bg_index[d.present])  # drawn on their own
+    assert d.scale.min() >= 0.8 and d.scale.max() <= 1.2 and d.angle.abs().max() <= 30.0
+    first = int(torch.nonzero(d.present)[0])
+    assert extra[first]["distractor"]["index"] == int(d.index[first])
+    assert "distractor" not in extra[int(torch.nonzero(~d.present)[0])]
+    assert sample_params(10, donors, JitterConfig(), 1.0, torch.Generator(), distractor=1.0).distractor.present.all()
+
+
+def test_distractor_is_pasted_behind_the_object_on_the_drawn_background() -> None:
+    size = 16
+    fg = np.zeros((4, size, size, 4), np.uint8)
+    fg[..., :3] = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)[:, None, None]
+    fg[:, 4:10, 2:8, 3] = 255  # objects on the left ...
+    fg[1, :, :, 3] = 0
+    fg[1, 6:12, 5:11, 3] = 255  # ... but image 1's, which overlaps them from the lower right
+    bg = np.random.default_rng(0).integers(0, 256, (4, size, size, 3)).astype(np.uint8)
+    labels = np.array([0, 1, 0, 1])
+    swap = BackgroundSwap(fg, bg, labels, SwapConfig(jitter=NO_JITTER, distractor=1.0))
+    idx = torch.arange(4)
+    params = swap.sample(idx, torch.Generator().manual_seed(0))
+    out = swap.apply(torch.zeros(4, 3, size, size), idx, params)
+    assert params.distractor is not None
+    for k in range(4):
+        d, b = int(params.distractor.index[k]), int(params.bg_index[k])
+        behind = np.clip(compose_by_hand(fg[d], bg[b]) * 255, 0, 255)
+        expected = compose_by_hand(fg[k], behind)
+        assert np.allclose(out[k].permute(1, 2, 0).numpy(), expected, atol=1e-5), k
+    # the object stays whole on top: its pixels are its own colour wherever its alpha is full
+    assert torch.allclose(out[0, :, 4:10, 2:8], torch.tensor([1.0, 0, 0])[:, None, None].expand(3, 6, 6), atol=1e-5)
+    with pytest.raises(ValueError, match="distractors="):
+        apply_params(torch.zeros(4, 3, size, size), torch.zeros(4, 4, size, size), torch.zeros(4, 3, size, size), params)
+
+
+def test_distractor_option_reaches_the_swap_and_is_checked() -> None:
+    from autobackswap.pipeline import PipelineConfig
+
+    assert PipelineConfig.from_options({"distractor": "0.5"}).swap_config().distractor == 0.5
+    assert PipelineConfig().swap_config().distractor == 0.0  # the reference method by default
+    with pytest.raises(ValueError, match="distractor"):
+        PipelineConfig.from_options({"distractor": "1.5"})

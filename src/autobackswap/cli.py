@@ -93,6 +93,9 @@ def add_method_option_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bg-only", type=float, default=None,
                    help="extra inpainted backgrounds per batch, as a fraction of the batch, trained toward the "
                         "uniform prediction (default 0: off)")
+    g.add_argument("--distractor", type=float, default=None,
+                   help="probability of a second cut-out, of a random class, pasted behind the object on the swapped "
+                        "background (default 0: off)")
     e = p.add_argument_group("separation engine (execution only: every engine writes the same files)")
     e.add_argument("--engine", default=None,
                    help="local: a process pool on this machine (default); ray: a Ray Data pipeline")
@@ -118,7 +121,7 @@ def load_data(args: argparse.Namespace) -> Any:
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
     keys = ("label_budget", "labels", "grid", "t_tight", "t_loose", "inpainter", "p", "refine", "bg_shuffle",
-            "bg_only", "engine", "workers", "ray_address")
+            "bg_only", "distractor", "engine", "workers", "ray_address")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 

@@ -58,6 +58,7 @@ class PipelineConfig:
     shift: float = 0.15
     bg_shuffle: bool = False  # permute background colour channels at random (see compose.swap.SwapConfig)
     bg_only: float = 0.0  # extra background-only images per batch (fraction), uniform targets
+    distractor: float = 0.0  # probability of a second cut-out pasted behind the object (compose.swap.SwapConfig)
     # Execution only (no cache key includes them: every engine writes the same files).
     engine: str = "local"  # separation engine: local (process pool) or ray (Ray Data)
     workers: int = 0  # separation processes (local) or CPUs of a new local Ray instance; 0 = every core
@@ -87,6 +88,8 @@ class PipelineConfig:
         from .separate.inpaint import INPAINTERS
         from .separate.masks import REFINERS
 
+        if not 0.0 <= self.distractor <= 1.0:
+            raise ValueError(f"distractor is a probability in [0, 1], got {self.distractor}")
         if not 0.0 <= self.bg_only <= 4.0:
             raise ValueError(f"bg_only must lie in [0, 4] (extra backgrounds per batch image), got {self.bg_only}")
         for registry, name in ((INPAINTERS, self.inpainter), (REFINERS, self.refine),
@@ -95,7 +98,7 @@ class PipelineConfig:
 
     def swap_config(self) -> SwapConfig:
         return SwapConfig(p=self.p, jitter=JitterConfig((self.scale_min, self.scale_max), self.rotation, self.shift),
-                          bg_shuffle=self.bg_shuffle, bg_only=self.bg_only)
+                          bg_shuffle=self.bg_shuffle, bg_only=self.bg_only, distractor=self.distractor)
 
     def separation_config(self, seed: int) -> SeparationConfig:
         return SeparationConfig(self.t_tight, self.t_loose, self.inpainter, self.refine, 1, self.decontaminate, seed)

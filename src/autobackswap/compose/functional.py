@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,21 @@ class JitterConfig:
 
 
 @dataclass
+class Distractor:
+    """A second cut-out pasted on the background *behind* the object: which one (index into the
+    foreground bank, -1 for none) and its own jitter."""
+
+    index: torch.Tensor  # (N,) long, -1 = no distractor
+    scale: torch.Tensor  # (N,)
+    angle: torch.Tensor  # (N,) degrees
+    shift: torch.Tensor  # (N, 2)
+
+    @property
+    def present(self) -> torch.Tensor:
+        return self.index >= 0
+
+
+@dataclass
 class SwapParams:
     swap: torch.Tensor  # (N,) bool: replace this image by a composite
     bg_index: torch.Tensor  # (N,) long: which background (index into the bank)
@@ -31,19 +47,44 @@ class SwapParams:
     angle: torch.Tensor  # (N,) degrees
     shift: torch.Tensor  # (N, 2) (dx, dy) as fractions of the side
     bg_channels: torch.Tensor | None = None  # (N, 3) long: the background's colour channels, permuted
+    distractor: Distractor | None = None  # a second cut-out behind the object (SwapConfig.distractor)
 
-    def __getitem__(self, i: int) -> dict[str, float | int | bool | list[float] | list[int]]:
-        out: dict[str, float | int | bool | list[float] | list[int]] = {
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "swap": bool(self.swap[i]), "bg_index": int(self.bg_index[i]), "scale": float(self.scale[i]),
             "angle": float(self.angle[i]), "shift": self.shift[i].tolist()}
         if self.bg_channels is not None:
             out["bg_channels"] = self.bg_channels[i].tolist()
+        if self.distractor is not None and bool(self.distractor.present[i]):
+            d = self.distractor
+            out["distractor"] = {"index": int(d.index[i]), "scale": float(d.scale[i]), "angle": float(d.angle[i]),
+                                 "shift": d.shift[i].tolist()}
         return out
 
 
 def donors_by_class(labels: torch.Tensor, usable: torch.Tensor, num_classes: int) -> list[torch.Tensor]:
     """Indices of usable backgrounds per class (the pool for class-balanced drawing)."""
     return [torch.nonzero((labels == c) & usable).flatten() for c in range(num_classes)]
+
+
+def draw_balanced(n: int, pools: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    """``n`` indices drawn class-balanced: a non-empty pool uniformly, then a member of it uniformly."""
+    out = torch.zeros(n, dtype=torch.long)
+    cls = torch.randint(0, len(pools), (n,), generator=generator)
+    u = torch.rand(n, generator=generator)
+    for k, pool in enumerate(pools):
+        sel = cls == k
+        out[sel] = pool[(u[sel] * len(pool)).long().clamp_max(len(pool) - 1)]
+    return out
+
+
+def draw_jitter(n: int, jitter: JitterConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(scale, angle, shift) for ``n`` foregrounds."""
+    lo, hi = jitter.scale
+    scale = lo + (hi - lo) * torch.rand(n, generator=generator)
+    angle = (2 * torch.rand(n, generator=generator) - 1) * jitter.rotation
+    shift = (2 * torch.rand(n, 2, generator=generator) - 1) * jitter.shift
+    return scale, angle, shift
 
 
 def sample_params(
@@ -54,6 +95,7 @@ def sample_params(
     generator: torch.Generator,
     swappable: torch.Tensor | None = None,
     shuffle_bg_channels: bool = False,
+    distractor: float = 0.0,
 ) -> SwapParams:
     """Draw parameters for ``n`` composites. Backgrounds are **class-balanced**: a class is drawn
     uniformly among the classes that have donors, then a donor image of that class uniformly.
@@ -62,27 +104,30 @@ def sample_params(
     last, so the other parameters are the same with it on or off): background colours the training
     photos never had (orange leaves from green ones) then appear behind every class.
 
+    ``distractor`` is the probability that a second cut-out, of a class drawn uniformly (independent of
+    the object's class and of the background's), is pasted on the background behind the object with
+    jitter of its own (drawn after everything else, so the other draws do not change with it).
+
     With no donor at all (no image has a usable cut-out and background) nothing is swapped: every
     image keeps its original pixels, as a single unusable image does."""
     pools = [d for d in donors if len(d)]
-    bg_index = torch.zeros(n, dtype=torch.long)
     if pools:
-        cls = torch.randint(0, len(pools), (n,), generator=generator)
-        u = torch.rand(n, generator=generator)
-        for k, pool in enumerate(pools):
-            sel = cls == k
-            bg_index[sel] = pool[(u[sel] * len(pool)).long().clamp_max(len(pool) - 1)]
+        bg_index = draw_balanced(n, pools, generator)
+    else:
+        bg_index = torch.zeros(n, dtype=torch.long)
     swap = torch.rand(n, generator=generator) < p
     if swappable is not None:
         swap &= swappable
     if not pools:
         swap[:] = False
-    lo, hi = jitter.scale
-    scale = lo + (hi - lo) * torch.rand(n, generator=generator)
-    angle = (2 * torch.rand(n, generator=generator) - 1) * jitter.rotation
-    shift = (2 * torch.rand(n, 2, generator=generator) - 1) * jitter.shift
+    scale, angle, shift = draw_jitter(n, jitter, generator)
     channels = torch.rand(n, 3, generator=generator).argsort(1) if shuffle_bg_channels else None
-    return SwapParams(swap, bg_index, scale, angle, shift, channels)
+    extra = None
+    if distractor > 0 and pools:
+        index = draw_balanced(n, pools, generator)
+        index[torch.rand(n, generator=generator) >= distractor] = -1
+        extra = Distractor(index, *draw_jitter(n, jitter, generator))
+    return SwapParams(swap, bg_index, scale, angle, shift, channels, extra)
 
 
 def permute_channels(images: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
@@ -125,16 +170,32 @@ def composite(premult_fg: torch.Tensor, background: torch.Tensor) -> torch.Tenso
     return (premult_fg[:, :3] + (1.0 - premult_fg[:, 3:4]) * background).clamp_(0.0, 1.0)
 
 
+def paste_distractors(backgrounds: torch.Tensor, distractors: torch.Tensor, d: Distractor) -> torch.Tensor:
+    """``backgrounds`` with each present distractor cut-out (N, 4, H, W) composited on it."""
+    has = d.present
+    if not bool(has.any()):
+        return backgrounds
+    out = backgrounds.clone()
+    warped = warp_foreground(distractors[has], d.scale[has], d.angle[has], d.shift[has], alpha_centroids(distractors[has]))
+    out[has] = composite(warped, backgrounds[has]).to(out.dtype)
+    return out
+
+
 def apply_params(images: torch.Tensor, fg: torch.Tensor, backgrounds: torch.Tensor, params: SwapParams,
-                 centre: torch.Tensor | None = None) -> torch.Tensor:
+                 centre: torch.Tensor | None = None, distractors: torch.Tensor | None = None) -> torch.Tensor:
     """Composites for the swapped entries, the original ``images`` elsewhere.
 
     ``fg``: (N, 4, H, W) the batch's own foregrounds; ``backgrounds``: (N, 3, H, W) already gathered
-    with ``params.bg_index``.
+    with ``params.bg_index``; ``distractors``: (N, 4, H, W) the foregrounds at ``params.distractor.index``
+    (any row where there is none), needed when ``params.distractor`` is set.
     """
     sel = params.swap
     if params.bg_channels is not None:
         backgrounds = permute_channels(backgrounds, params.bg_channels)
+    if params.distractor is not None:
+        if distractors is None:
+            raise ValueError("params carry distractors: pass their foregrounds as distractors=")
+        backgrounds = paste_distractors(backgrounds, distractors, params.distractor)
     if bool(sel.all()):  # the common case (p = 1): no copy of the originals needed
         c = alpha_centroids(fg) if centre is None else centre
         return composite(warp_foreground(fg, params.scale, params.angle, params.shift, c), backgrounds)

@@ -39,6 +39,9 @@ class SwapConfig:
     # uniform prediction: background pixels learn to carry no class evidence. Used by the built-in
     # training (SwapSource); 0 (default) is the reference method.
     bg_only: float = 0.0
+    # Probability of a second cut-out (class drawn uniformly) pasted behind the object: a bird-like
+    # distractor in the background that must not decide the class. 0 (default) is the reference method.
+    distractor: float = 0.0
 
 
 def _chw(x: np.ndarray | DiskArray) -> torch.Tensor | DiskArray:
@@ -81,9 +84,12 @@ class BackgroundSwap:
             log.warning("background swap: no image has both a foreground and a background (all no-fg or "
                         "all-fg): nothing will be swapped")
 
-    def sample(self, indices: torch.Tensor, generator: torch.Generator) -> SwapParams:
-        return sample_params(len(indices), self.donors, self.config.jitter, self.config.p, generator,
-                             swappable=self.usable[indices], shuffle_bg_channels=self.config.bg_shuffle)
+    def sample(self, indices: torch.Tensor, generator: torch.Generator, p: float | None = None) -> SwapParams:
+        """Swap parameters for the images ``indices`` (``p`` overrides the configured probability)."""
+        p = self.config.p if p is None else p
+        return sample_params(len(indices), self.donors, self.config.jitter, p, generator,
+                             swappable=self.usable[indices], shuffle_bg_channels=self.config.bg_shuffle,
+                             distractor=self.config.distractor)
 
     def backgrounds_only(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` inpainted backgrounds (NCHW float), drawn class-balanced like the composites' (channels
@@ -97,9 +103,12 @@ class BackgroundSwap:
         """``images``: NCHW float in [0, 1], or NCHW uint8 (converted only where not swapped)."""
         fg = self.fg[indices].permute(0, 3, 1, 2).float().div_(255.0)
         bg = self.bg[params.bg_index].permute(0, 3, 1, 2).float().div_(255.0)
+        distractors = None
+        if params.distractor is not None:
+            distractors = self.fg[params.distractor.index.clamp_min(0)].permute(0, 3, 1, 2).float().div_(255.0)
         if images.dtype == torch.uint8 and not bool(params.swap.all()):
             images = images.float().div_(255.0)
-        return apply_params(images, fg, bg, params)
+        return apply_params(images, fg, bg, params, distractors=distractors)
 
     def __call__(self, images: torch.Tensor, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         indices = torch.as_tensor(indices, dtype=torch.long)

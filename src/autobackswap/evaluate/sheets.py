@@ -73,17 +73,12 @@ def separation_sheet(
 
 def composites_for(swap: object, images: np.ndarray, indices: np.ndarray, k: int, seed: int) -> np.ndarray:
     """``k`` composites per index from a :class:`~autobackswap.compose.BackgroundSwap` (forced p=1)."""
-    from ..compose.functional import apply_params, sample_params
     from ..compose.swap import BackgroundSwap
     from ..train.loop import to_tensor
 
     assert isinstance(swap, BackgroundSwap)
-    g = torch.Generator().manual_seed(seed)
     idx = torch.as_tensor(np.repeat(indices, k), dtype=torch.long)
-    params = sample_params(len(idx), swap.donors, swap.config.jitter, 1.0, g, swappable=swap.usable[idx])
-    x = to_tensor(images[idx.numpy()])
-    fg = swap.fg[idx].permute(0, 3, 1, 2).float().div_(255.0)
-    bg = swap.bg[params.bg_index].permute(0, 3, 1, 2).float().div_(255.0)
-    out = apply_params(x, fg, bg, params)
+    params = swap.sample(idx, torch.Generator().manual_seed(seed), p=1.0)
+    out = swap.apply(to_tensor(images[idx.numpy()]), idx, params)
     arr = (out.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     return arr.reshape(len(indices), k, *arr.shape[1:])

@@ -1,0 +1,102 @@
+"""Where autobackswap's mask loss comes from on TuxBirds: the cut-outs, or the inpainted backgrounds.
+
+    python benchmarks/bench_mask_loss.py                    # 3 seeds, 60 epochs, both hybrids
+    python benchmarks/bench_mask_loss.py --hybrids learned/oracle --seeds 0
+
+autobackswap draws cut-outs *and* inpainted backgrounds from the detector's masks; the oracle draws both
+from the ground-truth segmentations. This trains the two hybrids with the same swap, the same training and
+the same cached banks:
+
+* ``mask_split:fg=learned:bg=oracle``: the detector's cut-outs on ground-truth-inpainted backgrounds;
+* ``mask_split:fg=oracle:bg=learned``: ground-truth cut-outs on the detector's inpainted backgrounds.
+
+With autobackswap (learned/learned) and the oracle (oracle/oracle) from ``bench_tuxbirds.py`` (pass its run
+with ``--reference``), the four corners split autobackswap - oracle into a cut-out part and a background part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from _common import SETTINGS, add_pipeline_args, pipeline_options, tuxbirds
+
+from autobackswap.compose.swap import BackgroundSwap, SwapSource
+from autobackswap.evaluate.table import render_markdown
+from autobackswap.experiment import ExperimentConfig, run_experiment
+from autobackswap.pipeline import PipelineConfig, build_banks, pipeline_settings
+from autobackswap.train.loop import TrainConfig, fit
+from autobackswap.train.methods import METHODS, Method, MethodOutput
+
+SOURCES = ("learned", "oracle")
+
+
+@METHODS.register("mask_split")
+class MaskSplit(Method):
+    """The AutoBackSwap swap with the cut-outs (``fg``) and the backgrounds (``bg``) each taken from the
+    detector's masks (``learned``) or the ground truth (``oracle``). A diagnostic, not a method."""
+
+    name = "mask_split"
+    needs = "ground-truth segmentations of every training image"
+
+    def __init__(self, **options: Any) -> None:
+        self.fg, self.bg = options.pop("fg", "learned"), options.pop("bg", "oracle")
+        if self.fg not in SOURCES or self.bg not in SOURCES:
+            raise ValueError(f"mask_split: fg and bg must each be one of {SOURCES}")
+        super().__init__(**options)
+        self.pipeline = PipelineConfig.from_options(options)
+
+    def settings(self) -> dict[str, Any]:
+        return {"fg": self.fg, "bg": self.bg, **pipeline_settings(self.pipeline)}
+
+    def run(self, data: Any, cfg: TrainConfig) -> MethodOutput:
+        banks = {s: build_banks(data, self.pipeline, cfg.seed, oracle=s == "oracle") for s in set(SOURCES)}
+        fg, bg = banks[self.fg].swap.fg, banks[self.bg].swap.bg
+        swap = BackgroundSwap(fg, bg, data.train.labels, self.pipeline.swap_config(), num_classes=data.num_classes)
+        source = SwapSource(data.train.images, data.train.labels, swap, hflip=cfg.hflip)
+        result = fit(source, data.val.images, data.val.labels, data.num_classes, cfg)
+        return MethodOutput(result.model, result, {"mask_iou": banks[self.fg].info.get("mask_iou")})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--hybrids", default="learned/oracle,oracle/learned", help="fg/bg pairs, comma-separated")
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--data-root", default="runs/bench/tuxbirds_data")
+    ap.add_argument("--out", default="runs/bench/mask_loss")
+    ap.add_argument("--reference", default="runs/bench/tuxbirds60/main",
+                    help="a bench_tuxbirds.py run (its main/ folder) with autobackswap and oracle at the same settings")
+    add_pipeline_args(ap)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    data = tuxbirds(Path(args.data_root), 1.0, 0, args.image_size)
+    specs = [f"mask_split:fg={p.split('/')[0]}:bg={p.split('/')[1]}" for p in args.hybrids.split(",") if p]
+    cfg = ExperimentConfig(data=str(data["seen"]), methods=specs, seeds=[int(s) for s in args.seeds.split(",")],
+                           image_size=args.image_size, train=TrainConfig(epochs=args.epochs), diagnostics=False,
+                           also_test={"unseen": str(data["unseen"])}, method_options=pipeline_options(args))
+    results = run_experiment(cfg, Path(args.out))
+    import json
+
+    ref_file = Path(args.reference) / "results.json"
+    ref = json.loads(ref_file.read_text())["methods"] if ref_file.is_file() else {}
+    corners = {"learned/learned (autobackswap)": ref.get("autobackswap"), "oracle/oracle (oracle)": ref.get("oracle")}
+    corners.update({s.split(":", 1)[1].replace("fg=", "").replace(":bg=", "/"): results["methods"][s] for s in specs})
+    rows = []
+    for name, entry in corners.items():
+        if entry is None:
+            continue
+        cells = [name]
+        for setting in SETTINGS:
+            t = entry["test" if setting == "seen" else f"test:{setting}"]
+            cells.append(f"{t['worst_group_accuracy']:.3f} ± {t['std']['worst_group_accuracy']:.3f}")
+        rows.append(cells)
+    print(f"TuxBirds, {args.epochs} epochs, seeds {args.seeds}: WGA by where the cut-outs (fg) and backgrounds (bg) come from")
+    print(render_markdown(["fg/bg", *(f"WGA {s}" for s in SETTINGS)], rows))
+
+
+if __name__ == "__main__":
+    main()
