@@ -20,7 +20,7 @@ from autobackswap.separate import (
     pixel_iou,
     separate,
 )
-from autobackswap.separate.masks import hole_mask, soft_threshold, upsample_bilinear
+from autobackswap.separate.masks import HOLES, hole_mask, soft_threshold, upsample_bilinear
 
 # ----------------------------------------------------------------------------- masks, hand-computed
 
@@ -147,6 +147,32 @@ def test_guided_refinement_beats_nearest_on_a_coarse_grid() -> None:
     guided = pixel_iou(create_refiner("guided")(image, p_fg, 0.5), disk)
     assert nearest < 0.9
     assert guided > nearest + 0.05 and guided > 0.95
+
+
+def test_refined_hole_follows_the_object_not_the_patch_grid() -> None:
+    image, disk, p_fg = disk_case(64, 8)
+    refine = create_refiner("guided")
+    grid = HOLES.get("grid")(image, p_fg, 0.9, refine, 0)
+    refined = HOLES.get("refined")(image, p_fg, 0.9, refine, 0)
+    assert grid.dtype == bool and refined.dtype == bool
+    assert refined[disk].mean() > 0.99 and grid[disk].mean() > 0.98  # both cover the object ...
+    assert refined[~disk].sum() < 0.5 * grid[~disk].sum()  # ... but the refined hole fills far less around it
+    grown = HOLES.get("refined")(image, p_fg, 0.9, refine, 2)
+    assert np.array_equal(grown & refined, refined) and grown.sum() > refined.sum()  # dilation only adds
+    with pytest.raises(KeyError, match="grid"):
+        HOLES.get("blocky")
+
+
+def test_hole_options_reach_the_separation_and_are_checked() -> None:
+    from autobackswap.pipeline import PipelineConfig
+
+    cfg = PipelineConfig.from_options({"hole": "refined", "hole_dilate": "2"}).separation_config(seed=3)
+    assert (cfg.hole, cfg.hole_dilate, cfg.seed) == ("refined", 2, 3)
+    assert PipelineConfig().separation_config(0).digest() != cfg.digest()  # a new cache, not a reused one
+    with pytest.raises(KeyError, match="refined"):
+        PipelineConfig(hole="blocky")
+    with pytest.raises(ValueError, match="hole_dilate"):
+        PipelineConfig(hole_dilate=-1)
 
 
 # ----------------------------------------------------------------------------- the separation job

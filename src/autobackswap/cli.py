@@ -85,6 +85,10 @@ def add_method_option_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grid", type=int, default=None, help="patch grid G (default 16)")
     g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")
     g.add_argument("--t-loose", type=float, default=None, help="inpainting hole: p_bg < t (default 0.9)")
+    g.add_argument("--hole", default=None,
+                   help="inpainting hole: grid (the loose patches, the reference; default) or refined (the refiner's "
+                        "mask at the loose threshold, following the object's edges)")
+    g.add_argument("--hole-dilate", type=int, default=None, help="px the inpainting hole grows by (default 1)")
     g.add_argument("--inpainter", default=None, help="inpainter from the registry (default mean, chosen by benchmarks/bench_inpainters.py on TuxBirds)")
     g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
     g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
@@ -120,7 +124,7 @@ def load_data(args: argparse.Namespace) -> Any:
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("label_budget", "labels", "grid", "t_tight", "t_loose", "inpainter", "p", "refine", "bg_shuffle",
+    keys = ("label_budget", "labels", "grid", "t_tight", "t_loose", "hole", "hole_dilate", "inpainter", "p", "refine", "bg_shuffle",
             "bg_only", "distractor", "engine", "workers", "ray_address")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 

@@ -48,6 +48,8 @@ class PipelineConfig:
     detector_patience: int = 0  # early stopping after this many epochs without a hold-out gain; 0 = off
     t_tight: float = 0.5
     t_loose: float = 0.9
+    hole: str = "grid"  # the inpainting hole from the grid (separate.masks.HOLES): grid (reference) or refined
+    hole_dilate: int = 1  # px the hole grows by
     inpainter: str = "mean"  # chosen on TuxBirds by benchmarks/bench_inpainters.py (README, Inpainters)
     refine: str = "guided"
     decontaminate: bool = True
@@ -86,13 +88,15 @@ class PipelineConfig:
         from .detect.model import BACKBONES
         from .separate.engines import ENGINES
         from .separate.inpaint import INPAINTERS
-        from .separate.masks import REFINERS
+        from .separate.masks import HOLES, REFINERS
 
         if not 0.0 <= self.distractor <= 1.0:
             raise ValueError(f"distractor is a probability in [0, 1], got {self.distractor}")
         if not 0.0 <= self.bg_only <= 4.0:
             raise ValueError(f"bg_only must lie in [0, 4] (extra backgrounds per batch image), got {self.bg_only}")
-        for registry, name in ((INPAINTERS, self.inpainter), (REFINERS, self.refine),
+        if self.hole_dilate < 0:
+            raise ValueError(f"hole_dilate is a number of pixels >= 0, got {self.hole_dilate}")
+        for registry, name in ((INPAINTERS, self.inpainter), (REFINERS, self.refine), (HOLES, self.hole),
                                (BACKBONES, self.detector_backbone), (ENGINES, self.engine)):
             registry.get(name)  # KeyError listing the valid names
 
@@ -101,7 +105,8 @@ class PipelineConfig:
                           bg_shuffle=self.bg_shuffle, bg_only=self.bg_only, distractor=self.distractor)
 
     def separation_config(self, seed: int) -> SeparationConfig:
-        return SeparationConfig(self.t_tight, self.t_loose, self.inpainter, self.refine, 1, self.decontaminate, seed)
+        return SeparationConfig(t_tight=self.t_tight, t_loose=self.t_loose, inpainter=self.inpainter, refine=self.refine,
+                                hole_dilate=self.hole_dilate, hole=self.hole, decontaminate=self.decontaminate, seed=seed)
 
 
 def _coerce(value: Any, default: Any) -> Any:

@@ -6,6 +6,9 @@
   ``nearest`` (blocky patches, the reference), ``bilinear`` (smooth probabilities), ``guided``
   (bilinear probabilities snapped to image edges with a guided filter, He et al. 2010), ``grabcut``
   (OpenCV GrabCut seeded by the grid).
+* Holes (registry) are the region the inpainter fills: ``grid`` (the loose patches, nearest-upsampled:
+  the reference) or ``refined`` (the refiner's mask at the loose threshold, which follows the image's
+  edges instead of the patch grid).
 """
 
 from __future__ import annotations
@@ -109,12 +112,34 @@ def create_refiner(name: str, **kwargs: Any) -> Refine:
     return REFINERS.get(name)(**kwargs)
 
 
+def grow(mask: np.ndarray, px: int) -> np.ndarray:
+    """A HW bool mask grown by ``px`` pixels (a square structuring element)."""
+    if px <= 0 or not mask.any():
+        return mask.astype(bool)
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)).astype(bool)
+
+
 def hole_mask(p_fg: np.ndarray, t_loose: float, size: tuple[int, int], dilate: int = 1) -> np.ndarray:
     """The inpainting hole: loose foreground ``p_bg < t_loose``, nearest-upsampled, dilated ``dilate`` px."""
-    hole: np.ndarray = grid_to_mask(p_fg > 1.0 - t_loose, size).astype(np.uint8)
-    if dilate > 0 and hole.any():
-        hole = cv2.dilate(hole, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8))
-    return hole.astype(bool)
+    return grow(grid_to_mask(p_fg > 1.0 - t_loose, size), dilate)
+
+
+# (image HWC uint8, p_fg grid GxG, t_loose, the refiner, dilation px) -> HW bool hole
+Hole = Callable[[np.ndarray, np.ndarray, float, Refine, int], np.ndarray]
+HOLES: Registry[Hole] = Registry("hole")
+
+
+@HOLES.register("grid")
+def grid_hole(image: np.ndarray, p_fg: np.ndarray, t_loose: float, refine: Refine, px: int) -> np.ndarray:
+    """The reference's hole: the loose patches (``p_bg < t_loose``), blocky, dilated."""
+    return hole_mask(p_fg, t_loose, image.shape[:2], px)
+
+
+@HOLES.register("refined")
+def refined_hole(image: np.ndarray, p_fg: np.ndarray, t_loose: float, refine: Refine, px: int) -> np.ndarray:
+    """The refiner's mask at the loose threshold (alpha > 0.5), dilated: it follows the object's edges, so
+    less of the background around it (and none of the patch blocks) is filled."""
+    return grow(refine(image, p_fg, 1.0 - t_loose) > 0.5, px)
 
 
 def decontaminate(image: np.ndarray, alpha: np.ndarray, background: np.ndarray, min_alpha: float = 0.05) -> np.ndarray:

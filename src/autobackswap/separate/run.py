@@ -23,14 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
 from ..io import write_json, write_png
 from .inpaint import create_inpainter
-from .masks import create_refiner, decontaminate, hole_mask
+from .masks import HOLES, create_refiner, decontaminate, grow
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,7 @@ class SeparationConfig:
     inpainter: str = "mean"  # chosen on TuxBirds by benchmarks/bench_inpainters.py (README, Inpainters)
     refine: str = "guided"
     hole_dilate: int = 1  # px added around the hole
+    hole: str = "grid"  # how the hole is drawn from the grid (masks.HOLES): grid (the reference) or refined
     decontaminate: bool = True
     seed: int = 0
 
@@ -65,17 +65,13 @@ def masks_from_grid(image: np.ndarray, p_fg: np.ndarray, cfg: SeparationConfig,
                     refine: Callable[[np.ndarray, np.ndarray, float], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(soft alpha HW float32, hole HW bool) from a G x G p(foreground) grid."""
     alpha = refine(image, p_fg, 1.0 - cfg.t_tight)
-    hole = hole_mask(p_fg, cfg.t_loose, image.shape[:2], cfg.hole_dilate) | (alpha > 0)
+    hole = HOLES.get(cfg.hole)(image, p_fg, cfg.t_loose, refine, cfg.hole_dilate) | (alpha > 0)
     return alpha, hole
 
 
 def masks_from_segmentation(mask: np.ndarray, dilate: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(soft alpha, hole) from a ground-truth HW uint8 mask (the oracle)."""
-    alpha = mask.astype(np.float32) / 255.0
-    hole: np.ndarray = (mask > 0).astype(np.uint8)
-    if dilate > 0 and hole.any():
-        hole = cv2.dilate(hole, np.ones((2 * dilate + 1, 2 * dilate + 1), np.uint8))
-    return alpha, hole.astype(bool)
+    return mask.astype(np.float32) / 255.0, grow(mask > 0, dilate)
 
 
 def separate_one(image: np.ndarray, alpha: np.ndarray, hole: np.ndarray, cfg: SeparationConfig,
