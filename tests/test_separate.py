@@ -152,12 +152,12 @@ def test_guided_refinement_beats_nearest_on_a_coarse_grid() -> None:
 def test_refined_hole_follows_the_object_not_the_patch_grid() -> None:
     image, disk, p_fg = disk_case(64, 8)
     refine = create_refiner("guided")
-    grid = HOLES.get("grid")(image, p_fg, 0.9, refine, 0)
-    refined = HOLES.get("refined")(image, p_fg, 0.9, refine, 0)
+    grid = HOLES.get("grid")(image, p_fg, 0.7, refine, 0)
+    refined = HOLES.get("refined")(image, p_fg, 0.7, refine, 0)
     assert grid.dtype == bool and refined.dtype == bool
-    assert refined[disk].mean() > 0.99 and grid[disk].mean() > 0.98  # both cover the object ...
-    assert refined[~disk].sum() < 0.5 * grid[~disk].sum()  # ... but the refined hole fills far less around it
-    grown = HOLES.get("refined")(image, p_fg, 0.9, refine, 2)
+    assert refined[disk].mean() > 0.99  # covers the object ...
+    assert pixel_iou(refined, disk) > max(0.95, pixel_iou(grid, disk) + 0.05)  # ... closer than the blocks do
+    grown = HOLES.get("refined")(image, p_fg, 0.7, refine, 2)
     assert np.array_equal(grown & refined, refined) and grown.sum() > refined.sum()  # dilation only adds
     with pytest.raises(KeyError, match="grid"):
         HOLES.get("blocky")
