@@ -29,15 +29,15 @@ from _common import SETTINGS, add_pipeline_args, pipeline_options, tuxbirds
 from autobackswap.compose.swap import BackgroundSwap, SwapSource
 from autobackswap.evaluate.table import render_markdown
 from autobackswap.experiment import ExperimentConfig, run_experiment
-from autobackswap.pipeline import PipelineConfig, build_banks, pipeline_settings
+from autobackswap.pipeline import PipelineConfig, build_banks
 from autobackswap.train.loop import TrainConfig, fit
-from autobackswap.train.methods import METHODS, Method, MethodOutput
+from autobackswap.train.methods import METHODS, MethodOutput, PipelineMethod
 
 SOURCES = ("learned", "oracle")
 
 
 @METHODS.register("mask_split")
-class MaskSplit(Method):
+class MaskSplit(PipelineMethod):
     """The AutoBackSwap swap with the cut-outs (``fg``) and the backgrounds (``bg``) each taken from the
     detector's masks (``learned``) or the ground truth (``oracle``). A diagnostic, not a method."""
 
@@ -49,13 +49,12 @@ class MaskSplit(Method):
         if self.fg not in SOURCES or self.bg not in SOURCES:
             raise ValueError(f"mask_split: fg and bg must each be one of {SOURCES}")
         super().__init__(**options)
-        self.pipeline = PipelineConfig.from_options(options)
 
     def settings(self) -> dict[str, Any]:
-        return {"fg": self.fg, "bg": self.bg, **pipeline_settings(self.pipeline)}
+        return {"fg": self.fg, "bg": self.bg, **super().settings()}
 
     def run(self, data: Any, cfg: TrainConfig) -> MethodOutput:
-        banks = {s: build_banks(data, self.pipeline, cfg.seed, oracle=s == "oracle") for s in set(SOURCES)}
+        banks = {s: build_banks(data, self.pipeline, cfg.seed, oracle=s == "oracle") for s in {self.fg, self.bg}}
         fg, bg = banks[self.fg].swap.fg, banks[self.bg].swap.bg
         swap = BackgroundSwap(fg, bg, data.train.labels, self.pipeline.swap_config(), num_classes=data.num_classes)
         source = SwapSource(data.train.images, data.train.labels, swap, hflip=cfg.hflip)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .loop import ArraySource, TrainConfig, fit, predict_logits
-from .methods import METHODS, Method, MethodOutput
+from .methods import METHODS, Method, MethodOutput, PipelineMethod
 
 if TYPE_CHECKING:
     from ..experiment import ExperimentData
@@ -534,24 +534,13 @@ def uniform_swap(foregrounds: np.ndarray, backgrounds: np.ndarray, labels: np.nd
 
 
 @METHODS.register("random_paste")
-class RandomPaste(Method):
+class RandomPaste(PipelineMethod):
     """The ablation of inpainting and class balance: each training image's cut-out (the same learned
     masks as ``autobackswap``) is pasted, with the same jitter, onto another training image *as is*,
     its own object still in it, drawn uniformly at random. Takes every ``autobackswap`` option."""
 
     name = "random_paste"
     needs = "no group labels (patch labels on a few hundred training images)"
-
-    def __init__(self, **options: Any) -> None:
-        from ..pipeline import PipelineConfig
-
-        super().__init__(**options)
-        self.pipeline = PipelineConfig.from_options(options)
-
-    def settings(self) -> dict[str, Any]:
-        from ..pipeline import pipeline_settings
-
-        return pipeline_settings(self.pipeline)
 
     def run(self, data: ExperimentData, cfg: TrainConfig) -> MethodOutput:
         from ..compose.swap import SwapSource

@@ -75,25 +75,36 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name, options
 
 
+class PipelineMethod(Method):
+    """Base of the methods that run the AutoBackSwap pipeline: their options are a
+    :class:`~autobackswap.pipeline.PipelineConfig` (checked when the method is built), and their settings
+    are that config with its defaults resolved."""
+
+    def __init__(self, **options: Any) -> None:
+        from ..pipeline import PipelineConfig
+
+        super().__init__(**options)
+        self.pipeline = PipelineConfig.from_options(options)
+
+    def settings(self) -> dict[str, Any]:
+        from ..pipeline import pipeline_settings
+
+        return pipeline_settings(self.pipeline)
+
+
 @METHODS.register("autobackswap")
-class AutoBackSwap(Method):
+class AutoBackSwap(PipelineMethod):
     """Learned masks: patch labels -> detector -> separation -> class-balanced background swaps."""
 
     name = "autobackswap"
     needs = "no group labels (patch labels on a few hundred training images)"
     oracle = False
 
-    def settings(self) -> dict[str, Any]:
-        from ..pipeline import PipelineConfig, pipeline_settings
-
-        return pipeline_settings(PipelineConfig.from_options(self.options))
-
     def run(self, data: ExperimentData, cfg: TrainConfig) -> MethodOutput:
         from ..compose.swap import SwapSource
-        from ..pipeline import PipelineConfig, build_banks
+        from ..pipeline import build_banks
 
-        pcfg = PipelineConfig.from_options(self.options)
-        banks = build_banks(data, pcfg, cfg.seed, oracle=self.oracle)
+        banks = build_banks(data, self.pipeline, cfg.seed, oracle=self.oracle)
         source = SwapSource(data.train.images, data.train.labels, banks.swap, hflip=cfg.hflip)
         result = fit(source, data.val.images, data.val.labels, data.num_classes, cfg)
         counts = banks.info.get("separation_counts", {})
