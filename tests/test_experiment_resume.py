@@ -89,3 +89,19 @@ def test_the_run_key_follows_resolved_pipeline_settings_not_their_spelling(tiny_
     real = pipeline.pipeline_settings
     monkeypatch.setattr(pipeline, "pipeline_settings", lambda c: {**real(c), "detector_epochs": default + 1})
     assert run_key("autobackswap", 0, cfg(tiny_synthetic), "digest") == other
+
+
+def test_training_options_added_later_keep_earlier_run_keys(tiny_synthetic: Path) -> None:
+    """``augment`` and ``ema`` enter the key only when set, so runs saved before they existed are reused;
+    set, they give another key."""
+    from dataclasses import asdict, replace
+
+    from autobackswap.experiment import LATER_TRAIN_FIELDS, run_key, train_settings
+
+    first_release = {k: v for k, v in asdict(TrainConfig()).items() if k not in LATER_TRAIN_FIELDS}
+    assert train_settings(TrainConfig()) == first_release
+    plain = run_key("erm", 0, cfg(tiny_synthetic), "digest")
+    keys = {plain}
+    for change in ({"augment": "crop"}, {"ema": 0.99}):
+        keys.add(run_key("erm", 0, cfg(tiny_synthetic, train=replace(TINY, **change)), "digest"))
+    assert len(keys) == 3

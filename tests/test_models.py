@@ -134,3 +134,64 @@ def test_missing_or_foreign_checkpoint(tmp_path) -> None:
         torch.save(payload, tmp_path / "other.pt")
         with pytest.raises(NotFittedError, match="not an autobackswap classifier checkpoint"):
             load_classifier(tmp_path / "other.pt")
+
+
+# ----------------------------------------------------------------------------- augmentation and EMA
+def test_crop_is_identity_at_full_side_and_seeded() -> None:
+    from autobackswap.train.augment import random_resized_crop
+
+    x = torch.rand(5, 3, 16, 16)
+    assert torch.allclose(random_resized_crop(x.clone(), 1.0, 0.0, torch.Generator().manual_seed(0)), x, atol=1e-5)
+    a = random_resized_crop(x.clone(), 0.5, 0.1, torch.Generator().manual_seed(1))
+    b = random_resized_crop(x.clone(), 0.5, 0.1, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == x.shape and not torch.allclose(a, x, atol=1e-3)
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    # at full side the crop is a shift of up to `shift` of the side: a centred square moves, its mass stays
+    img = torch.zeros(4, 3, 16, 16)
+    img[..., 6:10, 6:10] = 1.0
+    moved = random_resized_crop(img.clone(), 1.0, 0.1, torch.Generator().manual_seed(0))
+    assert torch.allclose(moved.sum((1, 2, 3)), img.sum((1, 2, 3)), atol=1e-3)
+    assert not torch.allclose(moved, img, atol=1e-3)
+
+
+def test_augment_names_are_checked_before_training() -> None:
+    from autobackswap.train.augment import AUGMENTS, build_augment
+
+    assert build_augment("") is None and build_augment(" + ") is None
+    chain = build_augment("crop+color")
+    assert chain is not None and chain(torch.rand(2, 3, 8, 8), torch.Generator()).shape == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match="unknown blur") as exc:
+        TrainConfig(augment="crop+blur")
+    assert all(name in str(exc.value) for name in AUGMENTS.names())
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="ema"):
+            TrainConfig(ema=bad)
+
+
+def _state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(b.state_dict()[k], v) for k, v in a.state_dict().items())
+
+
+def test_fit_with_augment_is_seeded_and_changes_training() -> None:
+    images, labels = _tiny_arrays()
+    cfg = TrainConfig(width=8, epochs=2, batch_size=8, augment="crop+color")
+    a = fit(ArraySource(images, labels), images, labels, 2, cfg)
+    b = fit(ArraySource(images, labels), images, labels, 2, cfg)
+    plain = fit(ArraySource(images, labels), images, labels, 2, TrainConfig(width=8, epochs=2, batch_size=8))
+    assert _state_equal(a.model, b.model) and a.history == b.history
+    assert not _state_equal(a.model, plain.model)
+
+
+def test_fit_with_ema_returns_the_averaged_weights() -> None:
+    images, labels = _tiny_arrays()
+    base = TrainConfig(width=8, epochs=3, batch_size=8)
+    plain = fit(ArraySource(images, labels), images, labels, 2, base)
+    # a decay of ~0 makes the average the latest weights: the same run as without EMA
+    instant = fit(ArraySource(images, labels), images, labels, 2, TrainConfig(**{**base.__dict__, "ema": 1e-12}))
+    for key, value in plain.model.state_dict().items():
+        assert torch.allclose(instant.model.state_dict()[key].float(), value.float(), atol=1e-5), key
+    assert instant.history == plain.history
+    slow = fit(ArraySource(images, labels), images, labels, 2, TrainConfig(**{**base.__dict__, "ema": 0.9}))
+    assert not _state_equal(slow.model, plain.model)
+    pred = predict_logits(slow.model, images).argmax(1).numpy()
+    assert float((pred == labels).mean()) == slow.history[slow.best_epoch - 1]["val_accuracy"]

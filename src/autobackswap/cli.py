@@ -45,14 +45,18 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--width", type=int, default=24, help="base channel width of the classifier (default 24)")
     g.add_argument("--model-weights", default=None, help="optional local state dict to initialise the classifier")
     g.add_argument("--no-hflip", action="store_true", help="disable horizontal-flip augmentation (wrong for digits, text)")
+    g.add_argument("--augment", default="",
+                   help="extra batch augmentations for every method, '+'-separated: crop, color (default none)")
+    g.add_argument("--ema", type=float, default=0.0,
+                   help="per-step decay of a moving average of the weights, which is validated and kept (e.g. 0.995; default off)")
 
 
 def train_config(args: argparse.Namespace, seed: int = 0) -> Any:
     from .train.loop import TrainConfig
 
     return TrainConfig(model=args.model, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, weight_decay=args.weight_decay, hflip=not args.no_hflip, seed=seed,
-                       model_weights=args.model_weights)
+                       lr=args.lr, weight_decay=args.weight_decay, hflip=not args.no_hflip, augment=args.augment,
+                       ema=args.ema, seed=seed, model_weights=args.model_weights)
 
 
 # ----------------------------------------------------------------------------- make-synthetic

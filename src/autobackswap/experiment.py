@@ -193,12 +193,25 @@ def make_method(spec: str, cfg: ExperimentConfig) -> Any:
     return METHODS.get(name)(**{**cfg.method_options, **options})
 
 
+def train_settings(train: TrainConfig) -> dict[str, Any]:
+    """The training config as a run depends on it. Fields added after the first release enter only when
+    set away from their default, so runs saved before they existed are still reused."""
+    settings = asdict(train)
+    for name, default in LATER_TRAIN_FIELDS.items():
+        if settings.get(name) == default:
+            settings.pop(name)
+    return settings
+
+
+LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0}
+
+
 def run_key(spec: str, seed: int, cfg: ExperimentConfig, data_digest: str) -> str:
     """What a finished (method, seed) run depends on: the method and its resolved settings (defaults
     included), the training config and seed, the working size and the training and validation data. A
     saved run with this key is reused."""
     payload = {"spec": spec.strip(), "settings": make_method(spec, cfg).settings(),
-               "train": asdict(replace(cfg.train, seed=seed)), "image_size": cfg.image_size, "data": data_digest}
+               "train": train_settings(replace(cfg.train, seed=seed)), "image_size": cfg.image_size, "data": data_digest}
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

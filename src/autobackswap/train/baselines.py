@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import color_jitter
 from .loop import ArraySource, TrainConfig, fit, predict_logits
 from .methods import METHODS, Method, MethodOutput, PipelineMethod
 
@@ -405,36 +406,6 @@ def group_counts_of(labels: np.ndarray, place: np.ndarray) -> dict[tuple[int, in
 
 # ----------------------------------------------------------------------------- ERM + augmentation
 AUGMENTATIONS = ("mixup", "cutmix", "color")
-
-
-def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
-                 generator: torch.Generator) -> torch.Tensor:
-    """Per-image random brightness, contrast, saturation and hue (NCHW float in [0, 1]).
-
-    Factors are drawn uniformly from ``[1 - s, 1 + s]``; hue rotates the chroma plane (YIQ) by up to
-    ``hue`` of a full turn.
-    """
-    n = x.shape[0]
-
-    def factor(s: float) -> torch.Tensor:
-        return (1 + (2 * torch.rand(n, generator=generator) - 1) * s).view(n, 1, 1, 1)
-
-    x = x * factor(brightness)
-    mean = x.mean((1, 2, 3), keepdim=True)
-    x = (x - mean) * factor(contrast) + mean
-    gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-    x = (x - gray) * factor(saturation) + gray
-    if hue > 0:
-        theta = (2 * torch.rand(n, generator=generator) - 1) * hue * 2 * np.pi
-        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-        from_yiq = torch.linalg.inv(to_yiq)
-        cos, sin = torch.cos(theta), torch.sin(theta)
-        rot = torch.zeros(n, 3, 3)
-        rot[:, 0, 0] = 1
-        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-        m = from_yiq @ rot @ to_yiq  # (n, 3, 3)
-        x = torch.einsum("nij,njhw->nihw", m, x)
-    return x.clamp_(0.0, 1.0).contiguous(memory_format=torch.channels_last)
 
 
 def mixup(x: torch.Tensor, target: torch.Tensor, lam: float, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

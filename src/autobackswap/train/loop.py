@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..data.stream import is_disk_backed
 from ..errors import DataError, NotFittedError
 from . import distributed
+from .augment import Augment, build_augment
 from .distributed import is_main
 from .models import create_model
 
@@ -45,9 +46,16 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: float = 0.5
     hflip: bool = True
+    augment: str = ""  # "+"-separated names from train.augment.AUGMENTS, e.g. "crop+color"
+    ema: float = 0.0  # > 0: keep (and select, and return) an exponential moving average of the weights
     seed: int = 0
     model_weights: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        build_augment(self.augment)  # an unknown name fails here, before any training
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema}: the moving-average decay must be in [0, 1)")
 
 
 def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -137,6 +145,8 @@ def train_one_epoch(
     step: int,
     total_steps: int,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    augment: Augment | None = None,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> tuple[float, int]:
     model.train()
     warmup = int(cfg.warmup_epochs * math.ceil(len(source) / cfg.batch_size))
@@ -145,6 +155,8 @@ def train_one_epoch(
     bar = tqdm(source.batches(epoch, cfg.batch_size, generator), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                total=math.ceil(len(source) / cfg.batch_size), leave=False, disable=not is_main())
     for x, y in bar:
+        if augment is not None:
+            x = augment(x, generator)
         if device.type != "cpu":
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         for group in optimizer.param_groups:
@@ -154,6 +166,8 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
         total_loss += float(loss.detach()) * len(y)
         count += len(y)
@@ -195,7 +209,9 @@ def fit(
 ) -> FitResult:
     """Train with AdamW + warmup/cosine decay; keep the epoch with the best average val accuracy.
 
-    Model selection uses average validation accuracy only: no group labels are needed.
+    Model selection uses average validation accuracy only: no group labels are needed. With
+    ``cfg.ema > 0`` an exponential moving average of the weights (BatchNorm statistics included) is
+    what is scored, selected and returned. ``cfg.augment`` transforms every training batch.
 
     Under torchrun (:mod:`.distributed`), every rank trains a DDP replica on its shard of each
     global batch; ``generator`` then orders the epoch (the same on every rank) and a per-rank
@@ -214,6 +230,12 @@ def fit(
     model = model.to(info.device)
     train_model = distributed.wrap_model(model, info)  # the model itself when there is one process
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    augment = build_augment(cfg.augment)
+    ema = None
+    if cfg.ema > 0:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    scored = model if ema is None else ema.module  # the weights validated, selected and returned
     steps_per_epoch = math.ceil(len(source) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     history: list[dict[str, float]] = []
@@ -223,17 +245,20 @@ def fit(
     epoch_seconds: list[float] = []
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        loss, step = train_one_epoch(train_model, source, optimizer, epoch, cfg, generator, step, total_steps, loss_fn)
+        loss, step = train_one_epoch(train_model, source, optimizer, epoch, cfg, generator, step, total_steps, loss_fn,
+                                     augment, ema)
         epoch_seconds.append(time.perf_counter() - t0)
         if info.enabled:
             loss = distributed.all_reduce_mean(loss)
             distributed.sync_buffers(model)  # rank 0's BatchNorm statistics: identical selection everywhere
-        val_acc = accuracy(model, val_images, val_labels)
+            if ema is not None:
+                distributed.sync_buffers(scored)
+        val_acc = accuracy(scored, val_images, val_labels)
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_accuracy": val_acc})
         log.info("epoch %d/%d loss %.4f val_acc %.4f", epoch + 1, cfg.epochs, loss, val_acc)
         if val_acc >= best_acc:
             best_acc, best_epoch = val_acc, epoch + 1
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(scored.state_dict())
     model.load_state_dict(best_state)
     model.eval()
     result = FitResult(model, history, best_epoch, time.perf_counter() - start, epoch_seconds)
