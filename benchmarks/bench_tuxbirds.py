@@ -52,12 +52,14 @@ def main() -> None:
     ap.add_argument("--data-root", default="runs/bench/tuxbirds_data")
     ap.add_argument("--out", default="runs/bench/tuxbirds")
     ap.add_argument("--no-balanced", action="store_true", help="skip the group-balanced ERM ceiling")
+    ap.add_argument("--augment", default="", help="classifier batch augmentations for every method, e.g. color")
+    ap.add_argument("--ema", type=float, default=0.0, help="moving-average decay of the classifier weights")
     add_pipeline_args(ap)
     args = ap.parse_args()
     options = pipeline_options(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     seeds = [int(s) for s in args.seeds.split(",")]
-    train = TrainConfig(epochs=args.epochs)
+    train = TrainConfig(epochs=args.epochs, augment=args.augment, ema=args.ema)
     start = time.perf_counter()
 
     data = tuxbirds(Path(args.data_root), 1.0, args.data_seed, args.image_size)
@@ -73,8 +75,9 @@ def main() -> None:
         balanced = run_experiment(bcfg, Path(args.out) / "balanced")
     minutes = (time.perf_counter() - start) / 60
 
-    print(f"TuxBirds, train/val correlation 1.0, {args.image_size} px, {args.epochs} epochs, {seeds_caption(results)}; "
-          f"{minutes:.1f} min")
+    extras = "".join(f", {k} {v}" for k, v in (("augment", args.augment), ("ema", args.ema)) if v)
+    print(f"TuxBirds, train/val correlation 1.0, {args.image_size} px, {args.epochs} epochs{extras}, "
+          f"{seeds_caption(results)}; {minutes:.1f} min")
     summary: dict = {"epochs": args.epochs, "seeds": seeds, "settings": {}}
     for setting in SETTINGS:
         key = split_key(setting)

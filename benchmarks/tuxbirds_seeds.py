@@ -16,19 +16,36 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from autobackswap.train.loop import TrainConfig
+
 SPLITS = {"seen": "test", "unseen": "test:unseen"}
 
 
+def train_suffix(run: Path) -> str:
+    """The run's classifier settings that differ from the library defaults (seed and epochs aside), e.g.
+    ``" [augment=color]"``, so that runs trained differently are not pooled as one method."""
+    config = json.loads((run / "config.json").read_text()).get("train", {})
+    defaults = asdict(TrainConfig())
+    changed = [f"{k}={v}" for k, v in config.items() if k not in ("seed", "epochs") and v != defaults.get(k)]
+    return f" [{', '.join(changed)}]" if changed else ""
+
+
 def pooled(runs: list[Path]) -> dict[str, dict[int, dict[str, float]]]:
-    """method -> seed -> {setting: WGA}."""
+    """method -> seed -> {setting: WGA}; a method trained with other classifier settings is its own row."""
     out: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+    epochs = {json.loads((run / "config.json").read_text())["train"]["epochs"] for run in runs}
+    if len(epochs) > 1:
+        raise SystemExit(f"the run folders were trained for different epochs ({sorted(epochs)}): pool like with like")
     for run in runs:
         results = json.loads((run / "results.json").read_text())
-        for method, entry in results["methods"].items():
+        suffix = train_suffix(run)
+        for spec, entry in results["methods"].items():
+            method = spec + suffix
             for r in entry.get("runs", []):
                 if "test" not in r:
                     continue
