@@ -26,10 +26,10 @@ from autobackswap.train.loop import TrainConfig
 SPLITS = {"seen": "test", "unseen": "test:unseen"}
 
 
-def train_suffix(run: Path) -> str:
-    """The run's classifier settings that differ from the library defaults (seed and epochs aside), e.g.
-    ``" [augment=color]"``, so that runs trained differently are not pooled as one method."""
-    config = json.loads((run / "config.json").read_text()).get("train", {})
+def train_suffix(config: dict) -> str:
+    """The classifier settings of a run's ``config.json`` ``train`` that differ from the library defaults
+    (seed and epochs aside), e.g. ``" [augment=color]"``, so that runs trained differently are not pooled
+    as one method."""
     defaults = asdict(TrainConfig())
     changed = [f"{k}={v}" for k, v in config.items() if k not in ("seed", "epochs") and v != defaults.get(k)]
     return f" [{', '.join(changed)}]" if changed else ""
@@ -37,13 +37,14 @@ def train_suffix(run: Path) -> str:
 
 def pooled(runs: list[Path]) -> dict[str, dict[int, dict[str, float]]]:
     """method -> seed -> {setting: WGA}; a method trained with other classifier settings is its own row."""
-    out: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
-    epochs = {json.loads((run / "config.json").read_text())["train"]["epochs"] for run in runs}
+    configs = {run: json.loads((run / "config.json").read_text())["train"] for run in runs}
+    epochs = {c["epochs"] for c in configs.values()}
     if len(epochs) > 1:
         raise SystemExit(f"the run folders were trained for different epochs ({sorted(epochs)}): pool like with like")
+    out: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
     for run in runs:
         results = json.loads((run / "results.json").read_text())
-        suffix = train_suffix(run)
+        suffix = train_suffix(configs[run])
         for spec, entry in results["methods"].items():
             method = spec + suffix
             for r in entry.get("runs", []):
@@ -53,6 +54,12 @@ def pooled(runs: list[Path]) -> dict[str, dict[int, dict[str, float]]]:
                     raise SystemExit(f"{run}: {method} seed {r['seed']} is in more than one run folder")
                 out[method][r["seed"]] = {s: r[k]["worst_group_accuracy"] for s, k in SPLITS.items() if k in r}
     return out
+
+
+def paired(diffs: np.ndarray) -> str:
+    """Mean of the per-seed differences ± its standard error."""
+    se = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return f"{diffs.mean():+.3f} ± {se:.3f} ({len(diffs)} seeds)"
 
 
 def main() -> None:
@@ -69,9 +76,8 @@ def main() -> None:
         for method, seeds in sorted(table.items(), key=lambda kv: -np.mean([v[setting] for v in kv[1].values()])):
             vals = [seeds[k][setting] for k in sorted(seeds)]
             common = sorted(set(seeds) & set(base))
-            diff = "" if method == args.baseline or not common else (
-                lambda d: f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float('nan'):.3f} "
-                          f"({len(d)} seeds)")(np.array([seeds[k][setting] - base[k][setting] for k in common]))
+            diff = "" if method == args.baseline or not common else paired(
+                np.array([seeds[k][setting] - base[k][setting] for k in common]))
             print(f"| {method} | {','.join(map(str, sorted(seeds)))} | {np.mean(vals):.3f} ± {np.std(vals):.3f} "
                   f"| {' '.join(f'{v:.2f}' for v in vals)} | {diff} |")
 

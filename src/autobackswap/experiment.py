@@ -193,6 +193,9 @@ def make_method(spec: str, cfg: ExperimentConfig) -> Any:
     return METHODS.get(name)(**{**cfg.method_options, **options})
 
 
+LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0}  # TrainConfig fields and their defaults
+
+
 def train_settings(train: TrainConfig) -> dict[str, Any]:
     """The training config as a run depends on it. Fields added after the first release enter only when
     set away from their default, so runs saved before they existed are still reused."""
@@ -201,9 +204,6 @@ def train_settings(train: TrainConfig) -> dict[str, Any]:
         if settings.get(name) == default:
             settings.pop(name)
     return settings
-
-
-LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0}
 
 
 def run_key(spec: str, seed: int, cfg: ExperimentConfig, data_digest: str) -> str:

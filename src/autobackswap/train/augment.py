@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..registry import Registry
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-AUGMENTS: Registry[Callable[[], Augment]] = Registry("augmentation")
+AUGMENTS: Registry[Augment] = Registry("augmentation")
 
 
 def uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -73,15 +73,15 @@ def random_resized_crop(x: torch.Tensor, min_side: float, shift: float, generato
 
 
 @AUGMENTS.register("crop")
-def crop() -> Augment:
+def crop(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A random square crop of 0.75 to 1 of the side, up to 1/16 past the edges, resized back."""
-    return lambda x, g: random_resized_crop(x, 0.75, 1 / 16, g)
+    return random_resized_crop(x, 0.75, 1 / 16, generator)
 
 
 @AUGMENTS.register("color")
-def color() -> Augment:
+def color(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mild colour jitter: brightness, contrast and saturation by up to 20 %, hue by up to 2 %."""
-    return lambda x, g: color_jitter(x, 0.2, 0.2, 0.2, 0.02, g)
+    return color_jitter(x, 0.2, 0.2, 0.2, 0.02, generator)
 
 
 def build_augment(spec: str) -> Augment | None:
@@ -94,7 +94,7 @@ def build_augment(spec: str) -> Augment | None:
                          f"{', '.join(AUGMENTS.names())}")
     if not names:
         return None
-    chain = [AUGMENTS.get(s)() for s in names]
+    chain = [AUGMENTS.get(s) for s in names]
 
     def apply(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         for aug in chain:
