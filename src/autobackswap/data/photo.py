@@ -345,6 +345,34 @@ def _write_plain(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The checked arguments of one build."""
+
+    n_train: int
+    n_val: int
+    n_test: int
+    correlation: float
+    val_correlation: float
+    image_size: int
+    seed: int
+    settings: list[str]
+    jitter: PhotoJitter
+    test_fraction: float
+    preview_columns: int
+
+
+@dataclass
+class _Assets:
+    """The bird and background lists with their loaded pixels (same order)."""
+
+    birds: list[BirdSpec]
+    backgrounds: list[BackgroundSpec]
+    stamps: list[np.ndarray]  # premultiplied RGBA cut-outs, one per bird
+    regions: list[np.ndarray]  # background photo regions, one per background
+    packages: list[str]  # the Debian packages they come from
+
+
 def make_photo_benchmark(
     out: str | Path,
     assets: str | Path | None = None,
@@ -371,6 +399,35 @@ def make_photo_benchmark(
     ``test_setting`` is ``seen``, ``unseen`` or ``both``; ``test_fraction`` of the bird instances and
     of the background photos of each class and place are held out for the test.
     """
+    opts = _check_options(n_train, n_val, n_test, correlation, val_correlation, image_size, seed, test_setting,
+                          jitter, test_fraction, preview_columns)
+    birds = list(CURATED_BIRDS if birds is None else birds)
+    backgrounds = list(CURATED_BACKGROUNDS if backgrounds is None else backgrounds)
+    _check_specs(birds, backgrounds)
+    out = Path(out)
+    for setting in opts.settings:
+        _check_target(out / setting)
+
+    loaded = _load_assets(birds, backgrounds, assets, fetch, opts.image_size)
+    pools = _make_pools(np.random.default_rng([seed, 0]), birds, backgrounds, opts.test_fraction)
+    plans = _plan_splits(opts, pools)
+    samples, previews = _render_splits(plans, loaded, opts)
+    config = _base_config(opts, loaded, pools, assets)
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for setting in opts.settings:
+        rows = samples["train"] + samples["val"] + samples[f"test_{setting}"]
+        written[setting] = _write_setting(out, setting, rows, config)
+    _write_overview(out, opts, previews, config)
+    log.info("wrote TuxBirds (%s) to %s", ", ".join(opts.settings), out)
+    return written
+
+
+def _check_options(n_train: int, n_val: int, n_test: int, correlation: float, val_correlation: float | None,
+                   image_size: int, seed: int, test_setting: str, jitter: PhotoJitter | None, test_fraction: float,
+                   preview_columns: int) -> _Options:
+    """Check the arguments of :func:`make_photo_benchmark` and fill in their defaults."""
     if not 0.0 <= correlation <= 1.0:
         raise ValueError(f"correlation must lie in [0, 1], got {correlation}")
     val_corr = correlation if val_correlation is None else val_correlation
@@ -388,67 +445,91 @@ def make_photo_benchmark(
     if test_setting not in (*SETTINGS, "both"):
         raise ValueError(f"test setting must be one of seen, unseen, both; got {test_setting!r}")
     settings = list(SETTINGS) if test_setting == "both" else [test_setting]
-    birds = list(CURATED_BIRDS if birds is None else birds)
-    backgrounds = list(CURATED_BACKGROUNDS if backgrounds is None else backgrounds)
-    jitter = jitter or PhotoJitter()
-    _check_specs(birds, backgrounds)
-    out = Path(out)
-    for setting in settings:
-        _check_target(out / setting)
+    return _Options(n_train, n_val, n_test, correlation, val_corr, image_size, seed, settings,
+                    jitter or PhotoJitter(), test_fraction, preview_columns)
 
+
+def _load_assets(birds: list[BirdSpec], backgrounds: list[BackgroundSpec], assets: str | Path | None,
+                 fetch: bool, image_size: int) -> _Assets:
+    """Find (fetching what is missing, when allowed) and load every cut-out and background photo."""
     required = [(b.package, b.path) for b in birds] + [(b.package, b.path) for b in backgrounds]
     files = prepare_assets(required, assets, fetch)
     log.info("loading %d cut-outs and %d background photos", len(birds), len(backgrounds))
     stamps = [load_cutout(files[(b.package, b.path)], image_size) for b in birds]
     regions = [load_background(files[(b.package, b.path)], b.box, image_size)
                for b in tqdm(backgrounds, desc="background photos", leave=False)]
+    return _Assets(birds, backgrounds, stamps, regions, sorted({pkg for pkg, _ in required}))
 
-    pools = _make_pools(np.random.default_rng([seed, 0]), birds, backgrounds, test_fraction)
+
+def _plan_splits(opts: _Options, pools: _Pools) -> list[_SplitPlan]:
+    """The groups of every split to render, each with its own random stream: train, val, then the test
+    of each chosen setting (``seen`` draws the training birds, ``unseen`` the held-out ones)."""
+    seed, n_train, n_val = opts.seed, opts.n_train, opts.n_val
     plans: list[_SplitPlan] = []
     rng = np.random.default_rng([seed, 1])
-    plans.append(_SplitPlan("train", 0, 0, group_plan(rng, n_train, correlation, balanced=False), rng,
+    plans.append(_SplitPlan("train", 0, 0, group_plan(rng, n_train, opts.correlation, balanced=False), rng,
                             pools.birds_train, pools.backgrounds_train))
     rng = np.random.default_rng([seed, 2])
-    plans.append(_SplitPlan("val", 1, n_train, group_plan(rng, n_val, val_corr, balanced=False), rng,
+    plans.append(_SplitPlan("val", 1, n_train, group_plan(rng, n_val, opts.val_correlation, balanced=False), rng,
                             pools.birds_train, pools.backgrounds_train))
     for k, setting in enumerate(SETTINGS):
-        if setting in settings:
+        if setting in opts.settings:
             rng = np.random.default_rng([seed, 3 + k])
-            plans.append(_SplitPlan(f"test_{setting}", 2, n_train + n_val, group_plan(rng, n_test, 1.0, balanced=True),
-                                    rng, pools.birds_train if setting == "seen" else pools.birds_test,
+            plans.append(_SplitPlan(f"test_{setting}", 2, n_train + n_val,
+                                    group_plan(rng, opts.n_test, 1.0, balanced=True), rng,
+                                    pools.birds_train if setting == "seen" else pools.birds_test,
                                     pools.backgrounds_test))
+    return plans
 
+
+def _render_splits(plans: list[_SplitPlan], loaded: _Assets, opts: _Options
+                   ) -> tuple[dict[str, list[_Sample]], dict[str, dict[tuple[int, int], list[np.ndarray]]]]:
+    """Render every planned image: ``{split key: samples}`` and ``{split key: {group: preview images}}``
+    (the first ``preview_columns`` images of each group)."""
     samples: dict[str, list[_Sample]] = {}
     previews: dict[str, dict[tuple[int, int], list[np.ndarray]]] = {}
     with tqdm(total=sum(len(p.groups) for p in plans), desc="TuxBirds images", leave=False) as bar:
         for plan in plans:
             samples[plan.key], previews[plan.key] = [], {}
             for j, (y, place) in enumerate(plan.groups):
-                bird = int(plan.rng.choice(plan.birds[y]))
-                background = int(plan.rng.choice(plan.backgrounds[place]))
-                params = sample_params(plan.rng, bird, background, jitter)
-                image, mask = render(params, stamps, regions, image_size)
-                idx = plan.first_id + j
-                folder = "test" if plan.split == 2 else plan.key
-                row: dict[str, object] = {
-                    "img_id": idx, "img_filename": f"{folder}/{idx:06d}_{birds[bird].name}.png",
-                    "y": y, "split": plan.split, "place": place,
-                    "bird": birds[bird].name, "background": backgrounds[background].name,
-                    **{name: (int(v) if isinstance(v, bool) else round(v, 4))
-                       for name, v in asdict(params).items() if name not in ("bird", "background")},
-                }
+                sample, image = _render_sample(plan, j, y, place, loaded, opts)
                 group = previews[plan.key].setdefault((y, place), [])
-                if len(group) < preview_columns:
+                if len(group) < opts.preview_columns:
                     group.append(image)
-                samples[plan.key].append(_Sample(row, encode_png(image), encode_png(mask)))
+                samples[plan.key].append(sample)
                 bar.update()
+    return samples, previews
 
+
+def _render_sample(plan: _SplitPlan, j: int, y: int, place: int, loaded: _Assets,
+                   opts: _Options) -> tuple[_Sample, np.ndarray]:
+    """Draw and render the ``j``-th image of ``plan`` (group ``y``, ``place``): its sample and its image."""
+    bird = int(plan.rng.choice(plan.birds[y]))
+    background = int(plan.rng.choice(plan.backgrounds[place]))
+    params = sample_params(plan.rng, bird, background, opts.jitter)
+    image, mask = render(params, loaded.stamps, loaded.regions, opts.image_size)
+    idx = plan.first_id + j
+    folder = "test" if plan.split == 2 else plan.key
+    row: dict[str, object] = {
+        "img_id": idx, "img_filename": f"{folder}/{idx:06d}_{loaded.birds[bird].name}.png",
+        "y": y, "split": plan.split, "place": place,
+        "bird": loaded.birds[bird].name, "background": loaded.backgrounds[background].name,
+        **{name: (int(v) if isinstance(v, bool) else round(v, 4))
+           for name, v in asdict(params).items() if name not in ("bird", "background")},
+    }
+    return _Sample(row, encode_png(image), encode_png(mask)), image
+
+
+def _base_config(opts: _Options, loaded: _Assets, pools: _Pools, assets: str | Path | None) -> dict[str, object]:
+    """The ``config.json`` fields shared by every setting: arguments, package versions and the split of
+    the bird instances and background photos."""
+    birds, backgrounds = loaded.birds, loaded.backgrounds
     root = Path(assets) if assets is not None else default_assets_dir()
-    base_config: dict[str, object] = {
-        "generator": GENERATOR, "n_train": n_train, "n_val": n_val, "n_test": n_test,
-        "correlation": correlation, "val_correlation": val_corr, "image_size": image_size, "seed": seed,
-        "test_fraction": test_fraction, "jitter": asdict(jitter),
-        "package_versions": {pkg: package_version(root, pkg) for pkg in sorted({pkg for pkg, _ in required})},
+    return {
+        "generator": GENERATOR, "n_train": opts.n_train, "n_val": opts.n_val, "n_test": opts.n_test,
+        "correlation": opts.correlation, "val_correlation": opts.val_correlation, "image_size": opts.image_size,
+        "seed": opts.seed, "test_fraction": opts.test_fraction, "jitter": asdict(opts.jitter),
+        "package_versions": {pkg: package_version(root, pkg) for pkg in loaded.packages},
         "birds": {"train": sorted(birds[i].name for p in pools.birds_train.values() for i in p),
                   "unseen_test": sorted(birds[i].name for p in pools.birds_test.values() for i in p)},
         "backgrounds": {"train": sorted(backgrounds[i].name for p in pools.backgrounds_train.values() for i in p),
@@ -456,27 +537,34 @@ def make_photo_benchmark(
         "bird_specs": [asdict(b) for b in birds], "background_specs": [asdict(b) for b in backgrounds],
     }
 
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    for setting in settings:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{setting}.", suffix=".tmp", dir=out))
-        try:
-            rows = samples["train"] + samples["val"] + samples[f"test_{setting}"]
-            for s in tqdm(rows, desc=f"writing {setting}", leave=False):
-                name = str(s.row["img_filename"])
-                _write_plain(tmp / "images" / name, s.image)  # the whole folder is renamed into place
-                _write_plain(tmp / "segmentations" / name, s.mask)
-            write_json(tmp / "config.json", {**base_config, "test_setting": setting})
-            write_bytes(tmp / "metadata.csv", csv_bytes([s.row for s in rows]))
-            _install(tmp, out / setting)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        written[setting] = out / setting
 
+def _write_setting(out: Path, setting: str, samples: list[_Sample], config: dict[str, object]) -> Path:
+    """Write the dataset of one test setting into a temporary folder in ``out``, then move it into place
+    as ``out/setting`` (nothing is left behind on failure)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{setting}.", suffix=".tmp", dir=out))
+    try:
+        _write_dataset(tmp, setting, samples, config)
+        _install(tmp, out / setting)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / setting
+
+
+def _write_dataset(folder: Path, setting: str, samples: list[_Sample], config: dict[str, object]) -> None:
+    """Images, segmentations, ``config.json`` and ``metadata.csv`` in the Waterbirds layout."""
+    for s in tqdm(samples, desc=f"writing {setting}", leave=False):
+        name = str(s.row["img_filename"])
+        _write_plain(folder / "images" / name, s.image)  # the whole folder is renamed into place
+        _write_plain(folder / "segmentations" / name, s.mask)
+    write_json(folder / "config.json", {**config, "test_setting": setting})
+    write_bytes(folder / "metadata.csv", csv_bytes([s.row for s in samples]))
+
+
+def _write_overview(out: Path, opts: _Options, previews: dict[str, dict[tuple[int, int], list[np.ndarray]]],
+                    config: dict[str, object]) -> None:
+    """``out/contact_sheet.png`` (train and each test setting) and the top-level ``out/config.json``."""
+    settings = opts.settings
     sections = [("train", previews["train"])] + [(f"test ({s})", previews[f"test_{s}"]) for s in settings]
-    write_png(out / "contact_sheet.png", contact_sheet(sections, preview_columns))
-    write_json(out / "config.json", {**base_config, "test_settings": settings,
-                                     "datasets": {s: s for s in settings}})
-    log.info("wrote TuxBirds (%s) to %s", ", ".join(settings), out)
-    return written
+    write_png(out / "contact_sheet.png", contact_sheet(sections, opts.preview_columns))
+    write_json(out / "config.json", {**config, "test_settings": settings, "datasets": {s: s for s in settings}})

@@ -212,83 +212,121 @@ def also_tests(results: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def render_html(results: dict[str, Any], images: dict[str, bytes], sheets: list[tuple[str, Path]]) -> str:
-    parts = ['<!doctype html><html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>autobackswap report: {_e(Path(str(results.get('dataset', ''))).name)}</title>",
-             f"<style>{CSS}</style></head><body><main>",
-             "<h1>AutoBackSwap experiment report</h1>", f'<p class="meta">{_config_line(results)}</p>']
+    """The self-contained HTML report. ``images`` maps a figure key (``groups``, ``label_efficiency``,
+    ``diagnostic_samples``) to PNG bytes; ``sheets`` lists the contact sheets as (caption, path)."""
+    parts = [*_html_header(results), *_html_results(results), *_html_groups(images),
+             *_html_label_efficiency(results, images), *_html_diagnostics(results, images), *_html_sheets(sheets),
+             *_html_data(results), *_html_validation(results), "</main></body></html>"]
+    return "\n".join(parts)
 
-    parts.append('<section id="results"><h2>Results on the test split</h2>')
-    parts.append(f'<p class="caption">{_e(seeds_caption(results))}. The best WGA apart from the oracle is '
-                 "highlighted. A method that cannot work on this data is marked <em>skipped</em> with the reason; "
-                 "no number is reported for it.</p>")
-    parts.append(_results_table_html(results))
-    parts.append(f'<p class="caption">{_e(LEGEND)}</p></section>')
+
+def _html_header(results: dict[str, Any]) -> list[str]:
+    """The document head (title, inline CSS), the heading and the configuration line."""
+    return ['<!doctype html><html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>autobackswap report: {_e(Path(str(results.get('dataset', ''))).name)}</title>",
+            f"<style>{CSS}</style></head><body><main>",
+            "<h1>AutoBackSwap experiment report</h1>", f'<p class="meta">{_config_line(results)}</p>']
+
+
+def _html_results(results: dict[str, Any]) -> list[str]:
+    """The results table on the test split, then one per extra test split (``--also-test``)."""
+    parts = ['<section id="results"><h2>Results on the test split</h2>',
+             f'<p class="caption">{_e(seeds_caption(results))}. The best WGA apart from the oracle is '
+             "highlighted. A method that cannot work on this data is marked <em>skipped</em> with the reason; "
+             "no number is reported for it.</p>",
+             _results_table_html(results),
+             f'<p class="caption">{_e(LEGEND)}</p></section>']
     for name, dataset in also_tests(results):
         parts.append(f'<section class="also-test"><h2>Results on the test split of {_e(name)}</h2>')
         parts.append(f'<p class="caption">The same models scored on the test split of <code>{_e(dataset)}</code>. '
                      f"{_e(seeds_caption(results))}.</p>")
         parts.append(_results_table_html(results, f"test:{name}", f"results-table-{name}"))
         parts.append("</section>")
+    return parts
 
-    if "groups" in images:
-        parts.append('<section id="groups"><h2>Per-group accuracy</h2>')
-        parts.append(f'<figure><img alt="per-group test accuracy" src="{_data_uri(images["groups"])}">'
-                     "<figcaption>Test accuracy per (y, place) group, mean over seeds with std error bars; hatched "
-                     "bars are groups that are a minority (or absent) in training; the dashed line is each "
-                     "method's worst-group accuracy.</figcaption></figure></section>")
 
+def _html_groups(images: dict[str, bytes]) -> list[str]:
+    """The per-group accuracy chart, when there is one."""
+    if "groups" not in images:
+        return []
+    return ['<section id="groups"><h2>Per-group accuracy</h2>',
+            f'<figure><img alt="per-group test accuracy" src="{_data_uri(images["groups"])}">'
+            "<figcaption>Test accuracy per (y, place) group, mean over seeds with std error bars; hatched "
+            "bars are groups that are a minority (or absent) in training; the dashed line is each "
+            "method's worst-group accuracy.</figcaption></figure></section>"]
+
+
+def _html_label_efficiency(results: dict[str, Any], images: dict[str, bytes]) -> list[str]:
+    """The label-efficiency curve and table, when a label budget was swept."""
     curve = results.get("label_efficiency")
-    if curve:
-        parts.append('<section id="label-efficiency"><h2>Label efficiency</h2>')
-        if "label_efficiency" in images:
-            parts.append(f'<figure><img alt="label-efficiency curve" src="{_data_uri(images["label_efficiency"])}">'
-                         f"<figcaption>{_e(curve['method'])}: test accuracy against the number of patch-labelled "
-                         "training images.</figcaption></figure>")
-        parts.append(html_table(*label_efficiency_rows(curve), "label-efficiency-table"))
-        parts.append("</section>")
+    if not curve:
+        return []
+    parts = ['<section id="label-efficiency"><h2>Label efficiency</h2>']
+    if "label_efficiency" in images:
+        parts.append(f'<figure><img alt="label-efficiency curve" src="{_data_uri(images["label_efficiency"])}">'
+                     f"<figcaption>{_e(curve['method'])}: test accuracy against the number of patch-labelled "
+                     "training images.</figcaption></figure>")
+    parts.append(html_table(*label_efficiency_rows(curve), "label-efficiency-table"))
+    parts.append("</section>")
+    return parts
 
+
+def _html_diagnostics(results: dict[str, Any], images: dict[str, bytes]) -> list[str]:
+    """The background diagnostics: how they were made, the table, the definitions and sample images."""
     diag = results.get("diagnostics")
-    if diag:
-        parts.append('<section id="diagnostics"><h2>Background diagnostics</h2>')
-        if diag.get("skipped"):
-            parts.append(f'<p class="note">Not computed: {_e(diag["skipped"])}</p>')
-        else:
-            source = "ground-truth segmentations" if diag.get("masks") == "ground_truth" else \
-                f"masks predicted by the detector {diag.get('detector')}"
-            excluded = sum((diag.get("excluded") or {}).values())
-            parts.append(f'<p class="caption">Accuracy on {diag.get("n")} test images rebuilt from {_e(source)} '
-                         f"(inpainter {_e(diag.get('inpainter'))}, seed {_e(diag.get('seed'))}; {excluded} images "
-                         f"without a usable mask left out). {_e(seeds_caption(results))}.</p>")
-            parts.append(html_table(*diagnostics_rows(results), "diagnostics-table"))
-            parts.append("<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>"
-                                          for k, v in (diag.get("definitions") or {}).items()) + "</dl>")
-            if "diagnostic_samples" in images:
-                parts.append(f'<figure><img class="pixelated" alt="diagnostic samples" '
-                             f'src="{_data_uri(images["diagnostic_samples"])}"><figcaption>Samples of the diagnostic '
-                             "sets.</figcaption></figure>")
-        parts.append("</section>")
+    if not diag:
+        return []
+    parts = ['<section id="diagnostics"><h2>Background diagnostics</h2>']
+    if diag.get("skipped"):
+        parts.append(f'<p class="note">Not computed: {_e(diag["skipped"])}</p>')
+    else:
+        source = "ground-truth segmentations" if diag.get("masks") == "ground_truth" else \
+            f"masks predicted by the detector {diag.get('detector')}"
+        excluded = sum((diag.get("excluded") or {}).values())
+        parts.append(f'<p class="caption">Accuracy on {diag.get("n")} test images rebuilt from {_e(source)} '
+                     f"(inpainter {_e(diag.get('inpainter'))}, seed {_e(diag.get('seed'))}; {excluded} images "
+                     f"without a usable mask left out). {_e(seeds_caption(results))}.</p>")
+        parts.append(html_table(*diagnostics_rows(results), "diagnostics-table"))
+        parts.append("<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>"
+                                      for k, v in (diag.get("definitions") or {}).items()) + "</dl>")
+        if "diagnostic_samples" in images:
+            parts.append(f'<figure><img class="pixelated" alt="diagnostic samples" '
+                         f'src="{_data_uri(images["diagnostic_samples"])}"><figcaption>Samples of the diagnostic '
+                         "sets.</figcaption></figure>")
+    parts.append("</section>")
+    return parts
 
-    if sheets:
-        parts.append('<section id="samples"><h2>Sample masks and composites</h2>')
-        for caption, path in sheets:
-            kind = "random_paste" if caption.startswith("random_paste") else "default"
-            parts.append(f"<h3>{_e(caption)}</h3><p class=\"caption\">{_e(SHEET_CAPTIONS[kind])}</p>"
-                         f'<figure><img class="pixelated" alt="{_e(caption)}" src="{_data_uri(path.read_bytes())}">'
-                         "</figure>")
-        parts.append("</section>")
 
+def _html_sheets(sheets: list[tuple[str, Path]]) -> list[str]:
+    """The contact sheets of masks and composites, each under its caption, inlined."""
+    if not sheets:
+        return []
+    parts = ['<section id="samples"><h2>Sample masks and composites</h2>']
+    for caption, path in sheets:
+        kind = "random_paste" if caption.startswith("random_paste") else "default"
+        parts.append(f"<h3>{_e(caption)}</h3><p class=\"caption\">{_e(SHEET_CAPTIONS[kind])}</p>"
+                     f'<figure><img class="pixelated" alt="{_e(caption)}" src="{_data_uri(path.read_bytes())}">'
+                     "</figure>")
+    parts.append("</section>")
+    return parts
+
+
+def _html_data(results: dict[str, Any]) -> list[str]:
+    """The group make-up of train and val, when recorded."""
     header, rows = _group_make_up(results)
-    if rows:
-        parts.append('<section id="data"><h2>Data</h2>')
-        parts.append(html_table(header, rows, "groups-table", text_columns=(1,)))
-        parts.append("</section>")
-    if any("val" in e for e in results["methods"].values()):
-        parts.append("<details><summary>Validation split (model selection uses average validation accuracy)</summary>")
-        parts.append(_results_table_html(results, "val", "val-table"))
-        parts.append("</details>")
-    parts.append("</main></body></html>")
-    return "\n".join(parts)
+    if not rows:
+        return []
+    return ['<section id="data"><h2>Data</h2>', html_table(header, rows, "groups-table", text_columns=(1,)),
+            "</section>"]
+
+
+def _html_validation(results: dict[str, Any]) -> list[str]:
+    """The results on the validation split, folded away, when any method has them."""
+    if not any("val" in e for e in results["methods"].values()):
+        return []
+    return ["<details><summary>Validation split (model selection uses average validation accuracy)</summary>",
+            _results_table_html(results, "val", "val-table"), "</details>"]
 
 
 def render_markdown_report(results: dict[str, Any], files: dict[str, str], sheets: list[tuple[str, str]]) -> str:

@@ -195,7 +195,10 @@ class LabelIn(BaseModel):
 
 # ----------------------------------------------------------------------------- the app's state
 class LabelApp:
-    """Everything the routes share: the train split, the store, the assistant and small caches."""
+    """Everything the routes share: the train split, the store, the assistant and small caches.
+
+    The per-request work of the routes lives here; the route functions only parse and answer.
+    """
 
     def __init__(self, dataset: ImageDataset, store: LabelStore, grid: int, budget: int,
                  assistant: Assistant | None, preview_count: int, seed: int) -> None:
@@ -212,6 +215,16 @@ class LabelApp:
         self._preview_cache: OrderedDict[Any, dict[str, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
 
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        """The app's lifespan: start the detector for a store that already holds labels, stop it at the end."""
+        if self.assistant is not None:
+            self.assistant.notify()  # a store that already holds K labels gets its detector at start-up
+        yield
+        if self.assistant is not None:
+            self.assistant.stop()
+
+    # ------------------------------------------------------------------ images
     def record(self, index: int) -> Record:
         if not 0 <= index < len(self.records):
             raise HTTPException(404, f"no training image with index {index} (the train split has {len(self.records)} images, 0-{len(self.records) - 1})")
@@ -246,6 +259,34 @@ class LabelApp:
                 cache.popitem(last=False)
         return data
 
+    def image_png(self, index: int) -> bytes:
+        return self.cached_png(("image", index), lambda: self.image(index), limit=32)
+
+    def thumb_png(self, index: int, size: int) -> bytes:
+        """The thumbnail of image ``index`` (longer side ``size``) with its label tinted."""
+        if not 16 <= size <= 512:
+            raise HTTPException(422, f"thumbnail size must lie in 16-512 px, got {size}")
+        record = self.record(index)
+        entry = self.store.get(record.img_filename)
+        key = ("thumb", index, size, entry.mask if entry else None)
+        return self.cached_png(key, lambda: thumbnail(self.image(index), entry.grid if entry else None, size), limit=512)
+
+    def image_list(self, labelled: bool | None) -> dict[str, Any]:
+        """The train images with their label state (only the (un)labelled ones when ``labelled`` is set)."""
+        entries = {e.img_filename: e for e in self.store.entries()}
+        items: list[dict[str, Any]] = []
+        for i, r in enumerate(self.records):
+            e = entries.get(r.img_filename)
+            if labelled is not None and (e is not None) != labelled:
+                continue
+            items.append({"index": i, "id": r.img_id, "img_filename": r.img_filename, "y": r.y,
+                          "labelled": e is not None, "source": e.source if e else None,
+                          "revision": e.revision if e else 0, "updated_at": e.updated_at if e else None})
+        if labelled:
+            items.sort(key=lambda item: item["updated_at"] or 0.0, reverse=True)
+        return {"items": items, "n_train": len(self.records)}
+
+    # ------------------------------------------------------------------ labels
     def labelled_indices(self) -> list[int]:
         return sorted(self.position[n] for n in self.store.names() if n in self.position)
 
@@ -261,6 +302,83 @@ class LabelApp:
             "assist": self.assistant.status() if self.assistant else None,
         }
 
+    def label_payload(self, index: int) -> dict[str, Any]:
+        """The label of image ``index`` (or null) and, for an unlabelled one, the detector's suggestion."""
+        record = self.record(index)
+        entry = self.store.get(record.img_filename)
+        out: dict[str, Any] = {"index": index, "id": record.img_id, "img_filename": record.img_filename,
+                               "y": record.y, "grid": self.grid, "mask": entry.mask if entry else None,
+                               "source": entry.source if entry else None, "revision": entry.revision if entry else 0,
+                               "suggestion": None, "suggestion_version": None}
+        if entry is None and self.assistant is not None:
+            suggested = self.assistant.suggestion(index)
+            if suggested is not None:
+                out["suggestion"], out["suggestion_version"] = grid_to_string(suggested[0]), suggested[1]
+        return out
+
+    def put_label(self, index: int, mask_text: str) -> dict[str, Any]:
+        """Store a validated mask for image ``index`` and tell the assistant."""
+        record = self.record(index)
+        mask = validate_mask(mask_text, self.grid)
+        revision = self.store.put(record.img_filename, mask)
+        n = len(self.labelled_indices())
+        if self.assistant is not None:
+            self.assistant.notify(n)
+        return {"index": index, "mask": mask, "revision": revision, "n_labelled": n,
+                "assist": self.assistant.status() if self.assistant else None}
+
+    def delete_label(self, index: int) -> dict[str, Any]:
+        record = self.record(index)
+        deleted = self.store.delete(record.img_filename)
+        return {"index": index, "deleted": deleted, "n_labelled": len(self.labelled_indices())}
+
+    def next_image(self, exclude: int | None) -> dict[str, Any]:
+        """The image to label next: the assistant's order (least sure first), else the first unlabelled one."""
+        skip = [exclude] if exclude is not None else []
+        if self.assistant is not None:
+            order, reason = self.assistant.order(skip)
+        else:
+            labelled = set(self.labelled_indices()) | set(skip)
+            order, reason = [i for i in range(len(self.records)) if i not in labelled], "sequential"
+        return {"index": order[0] if order else None, "reason": reason, "remaining": len(order)}
+
+    # ------------------------------------------------------------------ import / export
+    def export_csv(self) -> str:
+        return self.store.to_csv_text(self.dataset)
+
+    def import_csv(self, body: bytes) -> dict[str, Any]:
+        """Import the masks.csv sent as ``body`` (checked as a whole; a bad one changes nothing)."""
+        if not body.strip():
+            raise HTTPException(422, "empty upload: send a masks.csv (columns info,mask) as the request body")
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPException(422, "masks.csv must be UTF-8 text") from None
+        fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".csv")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(body)
+            try:
+                n = self.store.import_csv(tmp, self.dataset)
+            except DataError as exc:  # name the upload, not our temp file
+                raise HTTPException(422, f"masks.csv{', row ' + str(exc.row) if exc.row else ''}: {exc.message}") from None
+        finally:
+            os.unlink(tmp)
+        if self.assistant is not None:
+            self.assistant.notify()
+        return {"imported": n, "n_labelled": len(self.labelled_indices())}
+
+    # ------------------------------------------------------------------ assistant and preview
+    def train_now(self) -> dict[str, Any]:
+        """Ask the assistant to (re)fit the detector now."""
+        if self.assistant is None:
+            raise HTTPException(409, "model assistance is switched off (--no-assist)")
+        n = len(self.labelled_indices())
+        if n < 2:
+            raise HTTPException(409, f"label at least 2 training images first (have {n})")
+        self.assistant.request()
+        return self.assistant.status()
+
     def _preview_sample(self, count: int) -> list[int]:
         """A seeded sample of train images, alternating between classes."""
         rng = np.random.default_rng(self.seed + 1)
@@ -274,6 +392,36 @@ class LabelApp:
                 if q and len(out) < count:
                     out.append(q.pop(0))
         return out
+
+    def preview_list(self) -> dict[str, Any]:
+        """The preview items, whether a detector exists, and why not when it does not."""
+        assistant = self.assistant
+        ready = assistant is not None and assistant.state is not None
+        if assistant is None:
+            message = "model assistance is switched off (--no-assist): no detector to preview"
+        elif not ready:
+            message = (f"no detector yet: it is trained in the background once {assistant.config.min_labels} "
+                       f"images are labelled ({len(self.labelled_indices())} so far)")
+        else:
+            message = ""
+        items = [{"index": i, "id": self.records[i].img_id, "y": self.records[i].y} for i in self.preview_indices]
+        return {"ready": ready, "message": message, "kinds": list(PREVIEW_KINDS),
+                "version": assistant.state.version if ready and assistant and assistant.state else 0, "items": items}
+
+    def preview_png(self, index: int, kind: str) -> bytes:
+        """One preview image (``kind`` of :data:`PREVIEW_KINDS`) of train image ``index``, as PNG."""
+        if kind not in PREVIEW_KINDS:
+            raise HTTPException(404, f"unknown preview kind {kind!r}; valid: {', '.join(PREVIEW_KINDS)}")
+        self.record(index)
+        return encode_png(self.preview(index)[kind])
+
+    def _preview_donor(self, index: int) -> int:
+        """The image whose background the composite preview of ``index`` uses: another class, preview sample first."""
+        y = self.records[index].y
+        donors = [i for i in self.preview_indices if self.records[i].y != y]
+        if not donors:
+            donors = [i for i in range(len(self.records)) if self.records[i].y != y][:1] or [index]
+        return donors[0]
 
     def preview(self, index: int) -> dict[str, np.ndarray]:
         """image / pfg / mask / cutout / background / composite for a train image (current detector)."""
@@ -295,11 +443,7 @@ class LabelApp:
             return alpha, fg, bg
 
         alpha, fg, bg = separated(index)
-        y = self.records[index].y
-        donors = [i for i in self.preview_indices if self.records[i].y != y]
-        if not donors:
-            donors = [i for i in range(len(self.records)) if self.records[i].y != y][:1] or [index]
-        _, _, donor_bg = separated(donors[0])
+        _, _, donor_bg = separated(self._preview_donor(index))
         out = {
             "image": images[index],
             "pfg": pfg_image(state.p_fg[index], images.shape[1:3]),
@@ -315,7 +459,105 @@ class LabelApp:
         return out
 
 
+# ----------------------------------------------------------------------------- the routes, by concern
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+async def _unprocessable(_: Request, exc: Exception) -> JSONResponse:
+    """A :class:`LabelError` or :class:`DataError` that escaped a route: 422 with its message."""
+    return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+def add_page_routes(app: FastAPI, state: LabelApp) -> None:
+    """The page (``/``) and the app's status (``/api/info``); create_app mounts ``/static`` after all routes."""
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers=NO_CACHE)
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        return state.info()
+
+
+def add_image_routes(app: FastAPI, state: LabelApp) -> None:
+    """The train images: the list, each image as PNG and a thumbnail with its label tinted."""
+
+    @app.get("/api/images")
+    def images(labelled: bool | None = None) -> dict[str, Any]:
+        return state.image_list(labelled)
+
+    @app.get("/api/images/{index}.png")
+    def image_png(index: int) -> Response:
+        return Response(state.image_png(index), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/images/{index}/thumb.png")
+    def thumb_png(index: int, size: int = 112) -> Response:
+        return Response(state.thumb_png(index, size), media_type="image/png", headers=NO_CACHE)
+
+
+def add_label_routes(app: FastAPI, state: LabelApp) -> None:
+    """Reading, writing and forgetting labels, and the image to label next."""
+
+    @app.get("/api/labels/{index}")
+    def get_label(index: int) -> dict[str, Any]:
+        return state.label_payload(index)
+
+    @app.put("/api/labels/{index}")
+    def put_label(index: int, body: LabelIn) -> dict[str, Any]:
+        return state.put_label(index, body.mask)
+
+    @app.delete("/api/labels/{index}")
+    def delete_label(index: int) -> dict[str, Any]:
+        return state.delete_label(index)
+
+    @app.get("/api/next")
+    def next_image(exclude: int | None = None) -> dict[str, Any]:
+        return state.next_image(exclude)
+
+
+def add_exchange_routes(app: FastAPI, state: LabelApp) -> None:
+    """masks.csv out (export) and in (import)."""
+
+    @app.get("/api/export")
+    def export() -> Response:
+        return Response(state.export_csv(), media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="masks.csv"', **NO_CACHE})
+
+    @app.post("/api/import")
+    async def import_csv(request: Request) -> dict[str, Any]:
+        return state.import_csv(await request.body())
+
+
+def add_assist_routes(app: FastAPI, state: LabelApp) -> None:
+    """The detector: train it now, and preview what it makes of a few images."""
+
+    @app.post("/api/assist/train", status_code=202)
+    def train_now() -> dict[str, Any]:
+        return state.train_now()
+
+    @app.get("/api/preview")
+    def preview_list() -> dict[str, Any]:
+        return state.preview_list()
+
+    @app.get("/api/preview/{index}/{kind}.png")
+    def preview_png(index: int, kind: str) -> Response:
+        return Response(state.preview_png(index, kind), media_type="image/png", headers=NO_CACHE)
+
+
 # ----------------------------------------------------------------------------- the factory
+def open_label_state(data_dir: str | Path, db_path: str | Path | None, grid: int, budget: int,
+                     assist_config: AssistConfig | None, preview_count: int, seed: int) -> LabelApp:
+    """The dataset at ``data_dir``, its label store (default DATA/labels.sqlite) and the assistant (none without
+    ``assist_config``), as the routes share them."""
+    dataset = read_dataset(data_dir)
+    if grid < 1:
+        raise AutoBackSwapError(f"--grid must be positive, got {grid}")
+    store = LabelStore(Path(db_path) if db_path is not None else dataset.root / "labels.sqlite", grid=grid)
+    assistant = Assistant(dataset.split("train"), store, grid, assist_config) if assist_config is not None else None
+    return LabelApp(dataset, store, grid, budget, assistant, preview_count, seed)
+
+
 def create_app(
     data_dir: str | Path,
     db_path: str | Path | None = None,
@@ -336,187 +578,25 @@ def create_app(
 
     ``allowed_hosts=None`` accepts any ``Host`` header (when serving on a non-local ``--host``).
     """
-    dataset = read_dataset(data_dir)
-    if grid < 1:
-        raise AutoBackSwapError(f"--grid must be positive, got {grid}")
-    store = LabelStore(Path(db_path) if db_path is not None else dataset.root / "labels.sqlite", grid=grid)
-    records = dataset.split("train")
-    assistant = None
+    config = None
     if assist:
         config = assist_config or AssistConfig(min_labels=assist_after, image_size=image_size, seed=seed)
-        assistant = Assistant(records, store, grid, config)
-    state = LabelApp(dataset, store, grid, budget, assistant, preview_count, seed)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if assistant is not None:
-            assistant.notify()  # a store that already holds K labels gets its detector at start-up
-        yield
-        if assistant is not None:
-            assistant.stop()
-
-    app = FastAPI(title="autobackswap label", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    state = open_label_state(data_dir, db_path, grid, budget, config, preview_count, seed)
+    app = FastAPI(title="autobackswap label", lifespan=state.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.labeller = state
-
-    @app.exception_handler(LabelError)
-    async def _label_error(_: Request, exc: LabelError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(DataError)
-    async def _data_error(_: Request, exc: DataError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    no_cache = {"Cache-Control": "no-cache"}
-
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers=no_cache)
-
-    @app.get("/api/info")
-    def info() -> dict[str, Any]:
-        return state.info()
-
-    @app.get("/api/images")
-    def images(labelled: bool | None = None) -> dict[str, Any]:
-        entries = {e.img_filename: e for e in state.store.entries()}
-        items: list[dict[str, Any]] = []
-        for i, r in enumerate(state.records):
-            e = entries.get(r.img_filename)
-            if labelled is not None and (e is not None) != labelled:
-                continue
-            items.append({"index": i, "id": r.img_id, "img_filename": r.img_filename, "y": r.y,
-                          "labelled": e is not None, "source": e.source if e else None,
-                          "revision": e.revision if e else 0, "updated_at": e.updated_at if e else None})
-        if labelled:
-            items.sort(key=lambda item: item["updated_at"] or 0.0, reverse=True)
-        return {"items": items, "n_train": len(state.records)}
-
-    @app.get("/api/images/{index}.png")
-    def image_png(index: int) -> Response:
-        data = state.cached_png(("image", index), lambda: state.image(index), limit=32)
-        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
-
-    @app.get("/api/images/{index}/thumb.png")
-    def thumb_png(index: int, size: int = 112) -> Response:
-        if not 16 <= size <= 512:
-            raise HTTPException(422, f"thumbnail size must lie in 16-512 px, got {size}")
-        record = state.record(index)
-        entry = state.store.get(record.img_filename)
-        key = ("thumb", index, size, entry.mask if entry else None)
-        data = state.cached_png(key, lambda: thumbnail(state.image(index), entry.grid if entry else None, size), limit=512)
-        return Response(data, media_type="image/png", headers=no_cache)
-
-    def label_payload(index: int) -> dict[str, Any]:
-        record = state.record(index)
-        entry = state.store.get(record.img_filename)
-        out: dict[str, Any] = {"index": index, "id": record.img_id, "img_filename": record.img_filename,
-                               "y": record.y, "grid": state.grid, "mask": entry.mask if entry else None,
-                               "source": entry.source if entry else None, "revision": entry.revision if entry else 0,
-                               "suggestion": None, "suggestion_version": None}
-        if entry is None and assistant is not None:
-            suggested = assistant.suggestion(index)
-            if suggested is not None:
-                out["suggestion"], out["suggestion_version"] = grid_to_string(suggested[0]), suggested[1]
-        return out
-
-    @app.get("/api/labels/{index}")
-    def get_label(index: int) -> dict[str, Any]:
-        return label_payload(index)
-
-    @app.put("/api/labels/{index}")
-    def put_label(index: int, body: LabelIn) -> dict[str, Any]:
-        record = state.record(index)
-        mask = validate_mask(body.mask, state.grid)
-        revision = state.store.put(record.img_filename, mask)
-        n = len(state.labelled_indices())
-        if assistant is not None:
-            assistant.notify(n)
-        return {"index": index, "mask": mask, "revision": revision, "n_labelled": n,
-                "assist": assistant.status() if assistant else None}
-
-    @app.delete("/api/labels/{index}")
-    def delete_label(index: int) -> dict[str, Any]:
-        record = state.record(index)
-        deleted = state.store.delete(record.img_filename)
-        return {"index": index, "deleted": deleted, "n_labelled": len(state.labelled_indices())}
-
-    @app.get("/api/next")
-    def next_image(exclude: int | None = None) -> dict[str, Any]:
-        skip = [exclude] if exclude is not None else []
-        if assistant is not None:
-            order, reason = assistant.order(skip)
-        else:
-            labelled = set(state.labelled_indices()) | set(skip)
-            order, reason = [i for i in range(len(state.records)) if i not in labelled], "sequential"
-        return {"index": order[0] if order else None, "reason": reason, "remaining": len(order)}
-
-    @app.post("/api/assist/train", status_code=202)
-    def train_now() -> dict[str, Any]:
-        if assistant is None:
-            raise HTTPException(409, "model assistance is switched off (--no-assist)")
-        n = len(state.labelled_indices())
-        if n < 2:
-            raise HTTPException(409, f"label at least 2 training images first (have {n})")
-        assistant.request()
-        return assistant.status()
-
-    @app.get("/api/export")
-    def export() -> Response:
-        return Response(state.store.to_csv_text(state.dataset), media_type="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="masks.csv"', **no_cache})
-
-    @app.post("/api/import")
-    async def import_csv(request: Request) -> dict[str, Any]:
-        body = await request.body()
-        if not body.strip():
-            raise HTTPException(422, "empty upload: send a masks.csv (columns info,mask) as the request body")
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise HTTPException(422, "masks.csv must be UTF-8 text") from None
-        fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".csv")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(body)
-            try:
-                n = state.store.import_csv(tmp, state.dataset)
-            except DataError as exc:  # name the upload, not our temp file
-                raise HTTPException(422, f"masks.csv{', row ' + str(exc.row) if exc.row else ''}: {exc.message}") from None
-        finally:
-            os.unlink(tmp)
-        if assistant is not None:
-            assistant.notify()
-        return {"imported": n, "n_labelled": len(state.labelled_indices())}
-
-    @app.get("/api/preview")
-    def preview_list() -> dict[str, Any]:
-        ready = assistant is not None and assistant.state is not None
-        if assistant is None:
-            message = "model assistance is switched off (--no-assist): no detector to preview"
-        elif not ready:
-            message = (f"no detector yet: it is trained in the background once {assistant.config.min_labels} "
-                       f"images are labelled ({len(state.labelled_indices())} so far)")
-        else:
-            message = ""
-        items = [{"index": i, "id": state.records[i].img_id, "y": state.records[i].y} for i in state.preview_indices]
-        return {"ready": ready, "message": message, "kinds": list(PREVIEW_KINDS),
-                "version": assistant.state.version if ready and assistant and assistant.state else 0, "items": items}
-
-    @app.get("/api/preview/{index}/{kind}.png")
-    def preview_png(index: int, kind: str) -> Response:
-        if kind not in PREVIEW_KINDS:
-            raise HTTPException(404, f"unknown preview kind {kind!r}; valid: {', '.join(PREVIEW_KINDS)}")
-        state.record(index)
-        images = state.preview(index)
-        return Response(encode_png(images[kind]), media_type="image/png", headers=no_cache)
-
+    app.add_exception_handler(LabelError, _unprocessable)
+    app.add_exception_handler(DataError, _unprocessable)
+    add_page_routes(app, state)
+    add_image_routes(app, state)
+    add_label_routes(app, state)
+    add_exchange_routes(app, state)
+    add_assist_routes(app, state)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(SameOriginMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body, limits={"/api/import": max_import})
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     return app
-
 
 
 # ----------------------------------------------------------------------------- running it
