@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 timm
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/autobackswap demo --out runs/demo
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

@@ -12,11 +12,11 @@ from autobackswap.compose import (
     JitterConfig,
     SwapConfig,
     SwapParams,
-    SwapSource,
     apply_params,
     sample_params,
 )
 from autobackswap.compose.swap import item_generator
+from autobackswap.train.sources import SwapSource
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -358,7 +358,7 @@ def test_bg_only_out_of_range_is_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match="bg_only"):
         PipelineConfig.from_options({"bg_only": "-1"})
-    cfg = PipelineConfig.from_options({"bg_only": "0.25", "bg_shuffle": "true"}).swap_config()
+    cfg = PipelineConfig.from_options({"bg_only": "0.25", "bg_shuffle": "true"}).swap
     assert cfg.bg_only == 0.25 and cfg.bg_shuffle
 
 
@@ -411,7 +411,7 @@ def test_distractor_is_pasted_behind_the_object_on_the_drawn_background() -> Non
 def test_distractor_option_reaches_the_swap_and_is_checked() -> None:
     from autobackswap.pipeline import PipelineConfig
 
-    assert PipelineConfig.from_options({"distractor": "0.5"}).swap_config().distractor == 0.5
-    assert PipelineConfig().swap_config().distractor == 0.0  # the reference method by default
+    assert PipelineConfig.from_options({"distractor": "0.5"}).swap.distractor == 0.5
+    assert PipelineConfig().swap.distractor == 0.0  # the reference method by default
     with pytest.raises(ValueError, match="distractor"):
         PipelineConfig.from_options({"distractor": "1.5"})

@@ -11,8 +11,8 @@ from PIL import Image
 
 from autobackswap.data.images import pil_to_rgb, read_gray, read_rgb
 from autobackswap.data.layout import SPLITS, load_images, load_segmentations, read_dataset, read_masks_csv
+from autobackswap.data.splits import load_experiment_data
 from autobackswap.errors import DataError
-from autobackswap.experiment import load_experiment_data
 
 HEADER = "img_id,img_filename,y,split,place"
 # (img_id, img_filename, y, split, place); data row k sits on line k + 2 of metadata.csv.

@@ -22,10 +22,10 @@ from autobackswap.evaluate.diagnostics import (
     build_diagnostic_sets,
     diagnose,
     draw_donors,
-    paste,
     sample_indices,
 )
 from autobackswap.separate.inpaint import create_inpainter
+from autobackswap.tensors import paste_rgba
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -180,7 +180,7 @@ def test_paste_and_aggregate_hand_computed() -> None:
     fg[0, 0] = (255, 0, 0, 255)
     fg[0, 1] = (255, 0, 0, 0)
     bg = np.full((1, 2, 3), 10, np.uint8)
-    assert paste(fg, bg).tolist() == [[[255, 0, 0], [10, 10, 10]]]
+    assert paste_rgba(fg, bg).tolist() == [[[255, 0, 0], [10, 10, 10]]]
     runs = [{k: v for k, v in zip(("original", *SETS[1:], "bg_gap"), [1.0, 0.5, 0.5, 0.75, 0.25, 0.5], strict=True)},
             {k: v for k, v in zip(("original", *SETS[1:], "bg_gap"), [0.0, 0.5, 0.5, 0.25, 0.25, 0.0], strict=True)}]
     agg = aggregate_diagnostics(runs)
@@ -243,8 +243,8 @@ def test_diagnose_command_reproduces_the_experiment(erm_run: Path, tmp_path: Pat
 def test_diagnose_with_predicted_masks(erm_run: Path, tiny_synthetic: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     from autobackswap.data.grid import mask_to_grid
+    from autobackswap.data.splits import load_experiment_data
     from autobackswap.detect.detector import Detector
-    from autobackswap.experiment import load_experiment_data
 
     data = load_experiment_data(tiny_synthetic, 32, tmp_path)
     grids = np.stack([mask_to_grid(m, 8) for m in data.train.segmentations])
@@ -256,7 +256,7 @@ def test_diagnose_with_predicted_masks(erm_run: Path, tiny_synthetic: Path, tmp_
     assert code == 0, capsys.readouterr().err
     info = json.loads((run / "results.json").read_text())["diagnostics"]
     assert info["masks"] == "predicted" and info["detector"] == str(tmp_path / "detector.pt")
-    assert 0.0 <= info["mask_iou"] <= 1.0
+    assert info["mask_iou"] > 0.5  # 30 epochs on every training image's ground-truth grid
 
 
 def test_diagnose_errors_are_one_line(erm_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,8 +16,8 @@ import torch
 
 from autobackswap.cli import main
 from autobackswap.errors import AutoBackSwapError
-from autobackswap.train.distributed import DistInfo, ShardedSource, rank_generator, shard_batches
-from autobackswap.train.loop import ArraySource
+from autobackswap.runtime import DistInfo, rank_generator
+from autobackswap.train.sources import ArraySource, ShardedSource, shard_batches
 
 
 def test_shard_batches_split_each_global_batch_disjointly() -> None:

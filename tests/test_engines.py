@@ -16,8 +16,8 @@ from autobackswap.data.layout import load_images, load_segmentations, read_datas
 from autobackswap.detect.detector import Detector
 from autobackswap.errors import DataError
 from autobackswap.pipeline import PipelineConfig
-from autobackswap.separate.engines import ENGINES, SeparationJob, create_engine, pack_banks, run_job
-from autobackswap.separate.run import load_banks, separate
+from autobackswap.separate.engines import ENGINES, SeparationJob, create_engine, pack_banks, run_job, separate
+from autobackswap.separate.run import load_banks
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -132,7 +132,7 @@ def test_engine_registry_and_errors(setup: dict[str, Any], tmp_path: Path) -> No
         create_engine("spark")
     with pytest.raises(KeyError, match="valid names: local, ray"):
         PipelineConfig(engine="dask")
-    with pytest.raises(ValueError, match="exactly one of detector"):
+    with pytest.raises(ValueError, match="exactly one mask source"):
         SeparationJob(tmp_path, setup["cfg"], ["a.png"], [2], SIZE)
     with pytest.raises(ValueError, match="2 image paths but 1 rows"):
         SeparationJob(tmp_path, setup["cfg"], ["a.png", "b.png"], [2], SIZE, detector="d.pt")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from autobackswap import experiment as experiment_module
 from autobackswap.experiment import ExperimentConfig, run_experiment
+from autobackswap.methods import METHODS
 from autobackswap.train.loop import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -23,6 +23,21 @@ def cfg(data: Path, **kwargs: Any) -> ExperimentConfig:
     return ExperimentConfig(data=str(data), **{**base, **kwargs})
 
 
+def count_runs(monkeypatch: pytest.MonkeyPatch, names: list[str]) -> list[tuple[str, int]]:
+    """Record ``(method, seed)`` for every method run that actually trains (wraps each class's run)."""
+    calls: list[tuple[str, int]] = []
+    for name in names:
+        cls = METHODS.get(name)
+        real = cls.run
+
+        def counting(self: Any, data: Any, train: TrainConfig, ctx: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append((_name, train.seed))
+            return _real(self, data, train, ctx)
+
+        monkeypatch.setattr(cls, "run", counting)
+    return calls
+
+
 def strip_times(results: dict[str, Any]) -> dict[str, Any]:
     return {m: [{k: v for k, v in r.items() if k not in ("epoch_seconds",)} for r in e.get("runs", [])]
             for m, e in results["methods"].items()}
@@ -34,14 +49,7 @@ def test_a_rerun_reuses_finished_runs_and_retrains_what_changed(tiny_synthetic: 
     first = run_experiment(cfg(tiny_synthetic), run)
     assert (run / "models" / "erm_seed0.json").is_file() and (run / "models" / "erm_seed1.pt").is_file()
 
-    calls: list[tuple[str, int]] = []
-    real = experiment_module.run_method
-
-    def counting(spec: str, data: Any, c: ExperimentConfig, seed: int) -> Any:
-        calls.append((spec, seed))
-        return real(spec, data, c, seed)
-
-    monkeypatch.setattr(experiment_module, "run_method", counting)
+    calls = count_runs(monkeypatch, ["erm", "dfr"])
     again = run_experiment(cfg(tiny_synthetic), run)
     # erm is reused for both seeds; dfr (skipped on this data, so nothing saved) runs again and is skipped again
     assert calls == [("dfr", 0), ("dfr", 1)]
@@ -62,32 +70,29 @@ def test_a_record_without_its_model_or_with_another_key_is_not_reused(tiny_synth
     record = run / "models" / "erm_seed0.json"
     payload = json.loads(record.read_text())
     record.write_text(json.dumps({**payload, "key": "something-else"}))
-    calls: list[str] = []
-    real = experiment_module.run_method
-    monkeypatch.setattr(experiment_module, "run_method", lambda s, d, c, seed: calls.append(s) or real(s, d, c, seed))
+    calls = count_runs(monkeypatch, ["erm"])
     run_experiment(cfg(tiny_synthetic, methods=["erm"], seeds=[0]), run)
-    assert calls == ["erm"]
+    assert calls == [("erm", 0)]
     (run / "models" / "erm_seed0.pt").unlink()  # a record whose model is gone (killed between the two writes)
     calls.clear()
     run_experiment(cfg(tiny_synthetic, methods=["erm"], seeds=[0]), run)
-    assert calls == ["erm"]
+    assert calls == [("erm", 0)]
 
 
 def test_the_run_key_follows_resolved_pipeline_settings_not_their_spelling(tiny_synthetic: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A default spelled out gives the same key; a changed default (simulated) gives another, so a run
     saved before a library default changed is retrained, not reused."""
-    from autobackswap import pipeline
     from autobackswap.experiment import run_key
     from autobackswap.pipeline import PipelineConfig
 
-    default = PipelineConfig().detector_epochs
+    default = PipelineConfig().detector.epochs
     plain = run_key("autobackswap", 0, cfg(tiny_synthetic), "digest")
     spelled = run_key("autobackswap", 0, cfg(tiny_synthetic, method_options={"detector_epochs": str(default)}), "digest")
     other = run_key("autobackswap", 0, cfg(tiny_synthetic, method_options={"detector_epochs": str(default + 1)}), "digest")
     assert plain == spelled and other != plain
-    real = pipeline.pipeline_settings
-    monkeypatch.setattr(pipeline, "pipeline_settings", lambda c: {**real(c), "detector_epochs": default + 1})
+    real = PipelineConfig.settings
+    monkeypatch.setattr(PipelineConfig, "settings", lambda c: {**real(c), "detector_epochs": default + 1})
     assert run_key("autobackswap", 0, cfg(tiny_synthetic), "digest") == other
 
 

@@ -19,10 +19,10 @@ from PIL import Image
 from autobackswap.cli import main
 from autobackswap.data.grid import grid_to_string, mask_to_grid
 from autobackswap.data.images import read_rgb
+from autobackswap.data.labelstore import LabelStore
 from autobackswap.data.layout import load_segmentations, read_dataset
 from autobackswap.label.assist import Assistant, AssistConfig, next_refresh, patch_entropy, uncertainty_order
 from autobackswap.label.server import create_app
-from autobackswap.label.store import LabelStore
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

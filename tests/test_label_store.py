@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from autobackswap.data.grid import grid_to_string, string_to_grid
+from autobackswap.data.labelstore import LabelError, LabelStore, validate_mask
 from autobackswap.data.layout import read_dataset, read_masks_csv
 from autobackswap.detect.labels import patch_labels, read_label_source
 from autobackswap.errors import DataError
-from autobackswap.label.store import LabelError, LabelStore, validate_mask
 
 G = 16
 

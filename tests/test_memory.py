@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from autobackswap.compose.swap import BackgroundSwap, SwapSource
+from autobackswap.compose.swap import BackgroundSwap
 from autobackswap.data.layout import load_images, read_dataset
-from autobackswap.data.stream import DiskArray, image_cache, is_disk_backed, load_streaming_data, write_npy
-from autobackswap.experiment import load_experiment_data
-from autobackswap.pipeline import PipelineConfig, build_banks, fingerprint
+from autobackswap.data.splits import load_experiment_data
+from autobackswap.data.stream import DiskArray, image_cache, is_disk_backed, write_npy
+from autobackswap.io import fingerprint
+from autobackswap.pipeline import PipelineConfig, build_banks
+from autobackswap.train.sources import SwapSource
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -84,9 +86,9 @@ def test_image_cache_matches_load_images_and_is_reused(tiny_synthetic: Path, tmp
 
 
 def test_streamed_pipeline_matches_in_memory(tiny_synthetic: Path, tmp_path: Path) -> None:
-    cfg = PipelineConfig(grid=8, label_budget=20)
+    cfg = PipelineConfig.from_options({"grid": 8, "label_budget": 20})
     memory = load_experiment_data(tiny_synthetic, 32, tmp_path)
-    stream = load_streaming_data(tiny_synthetic, 32, tmp_path)  # the same run folder: caches are shared
+    stream = load_experiment_data(tiny_synthetic, 32, tmp_path, stream=True)  # the same run folder: caches are shared
     assert is_disk_backed(stream.train.images) and not is_disk_backed(memory.train.images)
     for split in ("train", "val", "test"):
         assert np.array_equal(getattr(stream, split).images[:], getattr(memory, split).images)

@@ -12,33 +12,21 @@ import pytest
 import torch
 from torch import nn
 
+from autobackswap.data.groups import group_ids, minority_groups
+from autobackswap.data.splits import ExperimentData, load_experiment_data
 from autobackswap.data.synthetic import make_synthetic
-from autobackswap.experiment import (
-    ExperimentConfig,
-    ExperimentData,
-    expand_methods,
-    load_experiment_data,
-    make_method,
-    run_method,
-)
-from autobackswap.train import baselines
-from autobackswap.train.baselines import (
-    AugmentedSource,
-    GroupDROLoss,
-    balanced_subset,
-    color_jitter,
-    cutmix,
-    cutmix_box,
-    error_set,
-    group_ids,
-    minority_groups,
-    mixup,
-    parse_options,
-    soft_cross_entropy,
-    uniform_swap,
-)
+from autobackswap.methods import jtt as jtt_module
+from autobackswap.methods import random_paste as random_paste_module
+from autobackswap.methods.base import METHODS, PIPELINE_KEYS, MethodContext, expand_methods, make_method
+from autobackswap.methods.dfr import balanced_subset
+from autobackswap.methods.erm_aug import AugmentedSource, cutmix, cutmix_box, mixup, soft_cross_entropy
+from autobackswap.methods.groupdro import GroupDROLoss
+from autobackswap.methods.jtt import error_set
+from autobackswap.methods.random_paste import uniform_swap
+from autobackswap.options import parse_options
+from autobackswap.pipeline import Banks
+from autobackswap.train.augment import color_jitter
 from autobackswap.train.loop import FitResult, TrainConfig
-from autobackswap.train.methods import METHODS
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -61,10 +49,6 @@ def corr075(tmp_path_factory: pytest.TempPathFactory) -> ExperimentData:
     return load_experiment_data(data, 32, base / "run")
 
 
-def experiment_cfg(data: ExperimentData, **kwargs: Any) -> ExperimentConfig:
-    return ExperimentConfig(data=str(data.dataset.root), image_size=32, train=TINY, **kwargs)
-
-
 # ----------------------------------------------------------------------------- registry
 @pytest.mark.parametrize("name", BASELINES)
 def test_baselines_registered_and_state_what_they_need(name: str) -> None:
@@ -85,7 +69,7 @@ def test_needs_name_the_group_information() -> None:
 def test_every_method_runs_on_tiny_data(name: str, corr075: ExperimentData) -> None:
     """Smoke test over the whole registry: a model (or a stated reason), and sane predictions."""
     method = METHODS.get(name)(**FAST_PIPELINE)
-    output = method.run(corr075, TINY)
+    output = method.run(corr075, TINY, MethodContext(corr075.run_dir))
     if output.skipped is not None:
         assert output.model is None and len(output.skipped) > 20
         return
@@ -96,12 +80,13 @@ def test_every_method_runs_on_tiny_data(name: str, corr075: ExperimentData) -> N
 
 # ----------------------------------------------------------------------------- options
 def test_parse_options_types_and_ignores_pipeline_options() -> None:
-    got = parse_options("groupdro", {"eta": "0.5", "label_budget": "50", "inpainter": "gray"}, {"eta": 0.1})
+    got = parse_options("groupdro", {"eta": "0.5", "label_budget": "50", "inpainter": "gray"}, {"eta": float},
+                        ignore=PIPELINE_KEYS)
     assert got == {"eta": 0.5}
 
 
 def test_unknown_option_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown option 'nope' for method 'groupdro'; valid options: eta"):
+    with pytest.raises(ValueError, match=r"unknown option 'nope' for groupdro; valid options: eta, on_no_minority"):
         METHODS.get("groupdro")(nope="1")
 
 
@@ -116,7 +101,7 @@ def test_unknown_option_lists_valid_ones() -> None:
 ])
 def test_bad_options_raise_before_training(spec: str, message: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=message):
-        make_method(spec, ExperimentConfig(data=str(tmp_path)))
+        make_method(spec)
 
 
 def test_expand_methods_for_label_budget_sweep() -> None:
@@ -157,16 +142,16 @@ def test_groupdro_weights_follow_exponentiated_group_losses() -> None:
 
 
 def test_groupdro_with_no_minority_group_says_it_reduces_to_erm(corr1: ExperimentData) -> None:
-    output = METHODS.get("groupdro")().run(corr1, TINY)
+    output = METHODS.get("groupdro")().run(corr1, TINY, MethodContext(corr1.run_dir))
     assert output.model is not None and output.skipped is None
     assert any("reduces to ERM" in n and "no minority group in train" in n for n in output.notes)
     assert output.info["n_train_groups"] == 2
-    skipped = METHODS.get("groupdro")(on_no_minority="skip").run(corr1, TINY)
+    skipped = METHODS.get("groupdro")(on_no_minority="skip").run(corr1, TINY, MethodContext(corr1.run_dir))
     assert skipped.model is None and "reduces to ERM" in (skipped.skipped or "")
 
 
 def test_groupdro_with_minority_groups_trains_over_four_groups(corr075: ExperimentData) -> None:
-    output = METHODS.get("groupdro")(eta="0.5").run(corr075, TINY)
+    output = METHODS.get("groupdro")(eta="0.5").run(corr075, TINY, MethodContext(corr075.run_dir))
     assert output.model is not None and output.notes == []
     q = output.info["groupdro_q"]
     assert len(q) == 4 and sum(q.values()) == pytest.approx(1.0)
@@ -183,7 +168,7 @@ def test_balanced_subset_is_capped_to_the_smallest_group() -> None:
 
 
 def test_dfr_skips_without_a_minority_group_in_val(corr1: ExperimentData) -> None:
-    output = METHODS.get("dfr")().run(corr1, TINY)
+    output = METHODS.get("dfr")().run(corr1, TINY, MethodContext(corr1.run_dir))
     assert output.model is None
     assert output.skipped is not None
     assert "(y=0, place=1)" in output.skipped and "(y=1, place=0)" in output.skipped
@@ -192,10 +177,12 @@ def test_dfr_skips_without_a_minority_group_in_val(corr1: ExperimentData) -> Non
 
 def test_dfr_retrains_only_the_last_layer_of_the_shared_erm_model(corr075: ExperimentData) -> None:
     cfg = replace_seed(TINY, 3)
-    output, _ = run_method("erm", corr075, experiment_cfg(corr075), 3)  # also shared with DFR through the memo
-    erm = output.model
+    ctx = MethodContext(corr075.run_dir)
+    erm = METHODS.get("erm")().run(corr075, cfg, ctx).model  # offered to DFR through the context
     assert erm is not None
-    dfr = METHODS.get("dfr")(n_subsets="2").run(corr075, cfg)
+    dfr = METHODS.get("dfr")(n_subsets="2").run(corr075, cfg, ctx)
+    assert dfr.model is not None
+    assert len(ctx.erm_models) == 1  # DFR used the ERM model above instead of training its own
     assert dfr.model is not None and dfr.fit is None
     counts = np.bincount([2 * a + b for a, b in zip(corr075.val.labels, corr075.val.place, strict=True)])
     assert dfr.info["dfr_per_group"] == counts.min() == 3
@@ -234,8 +221,8 @@ class Perfect(nn.Module):
 def test_jtt_refuses_when_the_error_set_is_empty(corr1: ExperimentData, monkeypatch: pytest.MonkeyPatch) -> None:
     perfect = Perfect(corr1.train.images, corr1.train.labels)
     assert error_set(perfect, corr1.train.images, corr1.train.labels).size == 0
-    monkeypatch.setattr(baselines.JTT, "stage1", lambda self, data, cfg: perfect)
-    output = METHODS.get("jtt")().run(corr1, TINY)
+    monkeypatch.setattr(jtt_module.JTT, "stage1", lambda self, data, cfg: perfect)
+    output = METHODS.get("jtt")().run(corr1, TINY, MethodContext(corr1.run_dir))
     assert output.model is None
     assert output.skipped is not None and "error set is empty" in output.skipped
     assert "all 40 training images" in output.skipped
@@ -245,16 +232,16 @@ def test_jtt_upweights_the_error_set(corr1: ExperimentData, monkeypatch: pytest.
     wrong = np.array([3, 17])
     flipped = corr1.train.labels.copy()
     flipped[wrong] = 1 - flipped[wrong]
-    monkeypatch.setattr(baselines.JTT, "stage1", lambda self, data, cfg: Perfect(corr1.train.images, flipped))
+    monkeypatch.setattr(jtt_module.JTT, "stage1", lambda self, data, cfg: Perfect(corr1.train.images, flipped))
     seen: dict[str, Any] = {}
-    real_fit = baselines.fit
+    real_fit = jtt_module.fit
 
     def spy(source: Any, *args: Any, **kwargs: Any) -> FitResult:
         seen["weights"] = source.sample_weights
         return real_fit(source, *args, **kwargs)
 
-    monkeypatch.setattr(baselines, "fit", spy)
-    output = METHODS.get("jtt")(up="20").run(corr1, TINY)
+    monkeypatch.setattr(jtt_module, "fit", spy)
+    output = METHODS.get("jtt")(up="20").run(corr1, TINY, MethodContext(corr1.run_dir))
     assert output.model is not None and output.info["error_set_size"] == 2
     weights = seen["weights"].numpy()
     assert weights[wrong].tolist() == [20.0, 20.0] and (np.delete(weights, wrong) == 1.0).all()
@@ -325,24 +312,23 @@ def test_uniform_swap_draws_any_image_as_background() -> None:
 
 
 def test_random_paste_pastes_on_original_images(corr1: ExperimentData, monkeypatch: pytest.MonkeyPatch) -> None:
-    from autobackswap import pipeline
     from autobackswap.compose.swap import BackgroundSwap, SwapConfig
 
     n = len(corr1.train)
     fg = np.zeros((n, 32, 32, 4), np.uint8)
     fg[:, 8:24, 8:24] = 200
     inpainted = np.full((n, 32, 32, 3), 7, np.uint8)
-    banks = pipeline.Banks(BackgroundSwap(fg, inpainted, corr1.train.labels, SwapConfig()), {"mask_iou": 0.5})
-    monkeypatch.setattr(pipeline, "build_banks", lambda *a, **k: banks)
+    banks = Banks(BackgroundSwap(fg, inpainted, corr1.train.labels, SwapConfig()), {"mask_iou": 0.5})
+    ctx = MethodContext(corr1.run_dir, build_banks=lambda *a: banks)  # the injection point, no patched globals
     seen: dict[str, Any] = {}
-    real_fit = baselines.fit
+    real_fit = random_paste_module.fit
 
     def spy(source: Any, *args: Any, **kwargs: Any) -> FitResult:
         seen["source"] = source
         return real_fit(source, *args, **kwargs)
 
-    monkeypatch.setattr(baselines, "fit", spy)
-    output = METHODS.get("random_paste")().run(corr1, TINY)
+    monkeypatch.setattr(random_paste_module, "fit", spy)
+    output = METHODS.get("random_paste")().run(corr1, TINY, ctx)
     swap = seen["source"].swap
     assert torch.equal(swap.bg, torch.from_numpy(corr1.train.images))  # not the inpainted bank
     assert torch.equal(swap.fg, torch.from_numpy(fg))  # the same cut-outs as autobackswap

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autobackswap.evaluate.metrics import aggregate, group_counts, group_metrics, majority_groups
+from autobackswap.data.groups import group_counts, majority_groups
+from autobackswap.evaluate.metrics import aggregate, group_metrics
 from autobackswap.evaluate.table import fmt, group_table, render_markdown, render_text, results_rows
 
 # 12 test samples in four (y, place) groups:

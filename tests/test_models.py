@@ -7,15 +7,9 @@ import pytest
 import torch
 
 from autobackswap.errors import DataError, NotFittedError
-from autobackswap.train.loop import (
-    ArraySource,
-    TrainConfig,
-    fit,
-    load_classifier,
-    predict_logits,
-    save_classifier,
-)
+from autobackswap.train.loop import TrainConfig, fit, load_classifier, predict_logits, save_classifier
 from autobackswap.train.models import MODELS, create_model
+from autobackswap.train.sources import ArraySource
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from autobackswap.methods.base import METHODS, parse_method_spec
 from autobackswap.registry import Registry
-from autobackswap.train.methods import METHODS, parse_method_spec
 from autobackswap.train.models import MODELS
 
 

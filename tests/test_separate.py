@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import autobackswap.separate.engines as engines_mod
 import autobackswap.separate.run as run_mod
 from autobackswap.data.grid import patch_fractions
 from autobackswap.separate import (
@@ -170,9 +171,9 @@ def test_hole_options_reach_the_separation_and_are_checked() -> None:
     assert (cfg.hole, cfg.hole_dilate, cfg.seed) == ("refined", 2, 3)
     assert PipelineConfig().separation_config(0).digest() != cfg.digest()  # a new cache, not a reused one
     with pytest.raises(KeyError, match="refined"):
-        PipelineConfig(hole="blocky")
+        PipelineConfig.from_options({"hole": "blocky"})
     with pytest.raises(ValueError, match="hole_dilate"):
-        PipelineConfig(hole_dilate=-1)
+        PipelineConfig.from_options({"hole_dilate": -1})
 
 
 # ----------------------------------------------------------------------------- the separation job
@@ -298,7 +299,7 @@ def test_killed_run_resumes_to_the_same_bytes(sep_inputs, tmp_path: Path, monkey
     separate(images, reference, cfg, p_fg=p_fg)
 
     resumed = tmp_path / "resumed"
-    real_write_png = run_mod.write_png
+    real_write_png = engines_mod.write_png
     written: list[str] = []
 
     def dying_write_png(path: str | Path, array: np.ndarray) -> None:
@@ -307,7 +308,7 @@ def test_killed_run_resumes_to_the_same_bytes(sep_inputs, tmp_path: Path, monkey
         written.append(Path(path).name)
         real_write_png(path, array)
 
-    monkeypatch.setattr(run_mod, "write_png", dying_write_png)
+    monkeypatch.setattr(engines_mod, "write_png", dying_write_png)
     with pytest.raises(KeyboardInterrupt):
         separate(images, resumed, cfg, p_fg=p_fg)
     assert not (resumed / "summary.json").exists()
@@ -318,7 +319,7 @@ def test_killed_run_resumes_to_the_same_bytes(sep_inputs, tmp_path: Path, monkey
     assert not run_mod.is_done(resumed, 4)
 
     written.clear()
-    monkeypatch.setattr(run_mod, "write_png", lambda path, array: (written.append(Path(path).name),
+    monkeypatch.setattr(engines_mod, "write_png", lambda path, array: (written.append(Path(path).name),
                                                                    real_write_png(path, array)))
     result = separate(images, resumed, cfg, p_fg=p_fg)
     assert sorted(written) == sorted(f"{i:06d}.png" for i in (3, 4, 5) for _ in ("fg", "bg"))

@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +119,9 @@ def add_stream_arg(p: argparse.ArgumentParser) -> None:
 
 
 def load_data(args: argparse.Namespace) -> Any:
-    from .data.stream import load_streaming_data
-    from .experiment import load_experiment_data
+    from .data.splits import load_experiment_data
 
-    loader = load_streaming_data if getattr(args, "stream", False) else load_experiment_data
-    return loader(args.data, args.image_size, args.out)
+    return load_experiment_data(args.data, args.image_size, args.out, stream=getattr(args, "stream", False))
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -188,40 +185,26 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import distributed
+    from . import runtime
 
-    distributed.setup()
+    runtime.setup()
     try:
         return _train_run(args)
     finally:
-        distributed.cleanup()
+        runtime.cleanup()
 
 
 def _train_run(args: argparse.Namespace) -> int:
     from .evaluate.table import group_table
-    from .experiment import ExperimentConfig, evaluate_model, run_method
-    from .io import write_json
-    from .train import distributed
-    from .train.loop import save_classifier
+    from .experiment import ExperimentConfig, train_single
 
     cfg = ExperimentConfig(data=str(args.data), methods=[args.method], seeds=[args.seed], image_size=args.image_size,
                            train=train_config(args, args.seed), method_options=method_options(args))
-    with distributed.main_process_first():  # rank 0 writes the image caches (--stream) first
-        data = load_data(args)
-    output, seconds = run_method(args.method, data, cfg, args.seed)
-    if output.skipped:
-        raise AutoBackSwapError(f"method {args.method} cannot run on this data: {output.skipped}")
-    assert output.model is not None
-    if not distributed.is_main():
+    record = train_single(cfg, args.out, stream=args.stream)
+    if record is None:  # a torchrun rank other than 0
         return 0
-    fit_info = {} if output.fit is None else {"best_epoch": output.fit.best_epoch, "history": output.fit.history,
-                                               "distributed": output.fit.distributed}
-    save_classifier(args.out / "model.pt", output.model, cfg.train, data.num_classes, data.dataset.classes,
-                    args.image_size, {"method": args.method, **output.info})
-    val = evaluate_model(output.model, data.val, data.train_group_counts, data.dataset.classes)
-    write_json(args.out / "train.json", {"config": asdict(cfg), "train_seconds": seconds, "val": val, **output.info,
-                                         **fit_info})
-    print(f"trained {args.method} in {seconds:.1f}s; val average accuracy {val['average_accuracy']:.3f}")
+    val = record["val"]
+    print(f"trained {args.method} in {record['train_seconds']:.1f}s; val average accuracy {val['average_accuracy']:.3f}")
     print(group_table(val))
     print(f"checkpoint: {args.out / 'model.pt'}")
     return 0
@@ -236,22 +219,11 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data.layout import read_dataset
-    from .evaluate.metrics import group_counts
+    from .evaluate.results import evaluate_checkpoint
     from .evaluate.table import group_table
-    from .experiment import SplitData, evaluate_model
     from .io import write_json
-    from .train.loop import load_classifier
 
-    model, payload = load_classifier(args.checkpoint)
-    dataset = read_dataset(args.data)
-    size = payload["image_size"]
-    from .data.layout import load_images
-
-    records = dataset.split(args.split)
-    train = dataset.split("train")
-    split = SplitData(records, load_images(records, size), None, __import__("numpy").array([r.place for r in records]), dataset, size)  # type: ignore[arg-type]
-    metrics = evaluate_model(model, split, group_counts([r.y for r in train], [r.place for r in train]), payload["classes"])
+    metrics = evaluate_checkpoint(args.data, args.checkpoint, args.split)
     print(json.dumps({k: v for k, v in metrics.items() if k != "groups"}, indent=2))
     print(group_table(metrics))
     if args.out:
@@ -307,7 +279,7 @@ def _fit_detector_args(p: argparse.ArgumentParser) -> None:
 
 
 def _fit_detector(args: argparse.Namespace) -> int:
-    from .experiment import load_experiment_data
+    from .data.splits import load_experiment_data
     from .pipeline import PipelineConfig, detector_report, fit_detector
 
     options = method_options(args)
@@ -343,10 +315,9 @@ def _separate(args: argparse.Namespace) -> int:
     cfg = PipelineConfig.from_options(method_options(args))
     data = load_data(args)
     detector = Detector.load(args.detector) if args.detector else None
-    out, info = run_separation(data, cfg, args.seed, oracle=args.oracle, detector=detector)
-    info.pop("_swap")
-    print(json.dumps(info, indent=2))
-    print(f"separation: {out}")
+    banks = run_separation(data, cfg, args.seed, oracle=args.oracle, detector=detector)
+    print(json.dumps(banks.info, indent=2))
+    print(f"separation: {banks.info['separation']}")
     return 0
 
 
@@ -401,9 +372,9 @@ def _label_args(p: argparse.ArgumentParser) -> None:
 
 
 def _label(args: argparse.Namespace) -> int:
+    from .data.labelstore import LabelStore
     from .data.layout import read_dataset
     from .label.server import LOCAL_HOSTS, create_app, serve
-    from .label.store import LabelStore
 
     db = args.db if args.db is not None else args.data / "labels.sqlite"
     if args.import_csv is not None or args.export_csv is not None:
@@ -457,8 +428,8 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
+    from .evaluate.runner import diagnose_run
     from .evaluate.table import diagnostics_rows, render_text, seeds_caption
-    from .experiment import diagnose_run
 
     results = diagnose_run(args.run, args.data, args.masks, args.detector, args.inpainter, args.mixed_same,
                            args.seed, report=not args.no_report)

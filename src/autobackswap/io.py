@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the same folder, then ``os.replace``.
+"""Atomic file writes (a temp file in the same folder, then ``os.replace``) and the one digest helper.
 
 A killed run never leaves a half-written file under the final name, so "the file exists" always
 means "the file is complete".
@@ -6,6 +6,7 @@ means "the file is complete".
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -82,7 +83,31 @@ def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
     return buf.getvalue().encode()
 
 
-def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # type: ignore[arg-type]  # the stubs read **arrays as allow_pickle
-    write_bytes(path, buf.getvalue())
+# ----------------------------------------------------------------------------- digests
+def digest(*parts: str | bytes, length: int = 10) -> str:
+    """The one content digest (SHA-1, hex, truncated) of strings and bytes, fed in order.
+
+    Cache folders, run keys and checkpoints are named by it, so equal inputs give equal names."""
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+    return h.hexdigest()[:length]
+
+
+def json_digest(payload: Any, length: int = 10) -> str:
+    """:func:`digest` of a JSON-able payload (keys sorted, other objects as ``str``)."""
+    return digest(json.dumps(payload, sort_keys=True, default=str), length=length)
+
+
+def fingerprint(*arrays: Any, length: int = 10) -> str:
+    """:func:`digest` of array contents (dtype, shape and bytes): cached outputs are keyed by their
+    inputs, not just their options. An on-disk array (anything with ``chunks()``) is read in chunks."""
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(str((a.dtype.str, a.shape)).encode())
+        if hasattr(a, "chunks"):
+            for _, rows in a.chunks():
+                h.update(rows.tobytes())
+        else:
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:length]

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..tensors import composite, premultiply
+
 
 @dataclass(frozen=True)
 class JitterConfig:
@@ -22,6 +24,12 @@ class JitterConfig:
     scale: tuple[float, float] = (0.8, 1.2)
     rotation: float = 30.0
     shift: float = 0.15
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"jitter scale must satisfy 0 < min <= max, got {self.scale}")
+        if self.rotation < 0 or self.shift < 0:
+            raise ValueError(f"jitter rotation and shift are +- ranges >= 0, got {self.rotation}, {self.shift}")
 
 
 @dataclass
@@ -160,14 +168,9 @@ def warp_foreground(fg: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor, 
     bx = centre[:, 0] - (a11 * ox + a12 * oy)
     by = centre[:, 1] - (a21 * ox + a22 * oy)
     theta = torch.stack([torch.stack([a11, a12, bx], 1), torch.stack([a21, a22, by], 1)], 1).to(fg.dtype)
-    premult = torch.cat([fg[:, :3] * fg[:, 3:4], fg[:, 3:4]], 1)
+    premult = premultiply(fg)
     grid = F.affine_grid(theta, list(fg.shape), align_corners=False)
     return F.grid_sample(premult, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def composite(premult_fg: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """Alpha-composite premultiplied RGBA over RGB: ``F + (1 - a) B``."""
-    return (premult_fg[:, :3] + (1.0 - premult_fg[:, 3:4]) * background).clamp_(0.0, 1.0)
 
 
 def paste_distractors(backgrounds: torch.Tensor, distractors: torch.Tensor, d: Distractor) -> torch.Tensor:

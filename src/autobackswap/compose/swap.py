@@ -8,14 +8,13 @@ and the same functional core (:mod:`.functional`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..data.stream import DiskArray
-from ..train.loop import epoch_batches, maybe_flip, to_tensor
+from ..tensors import to_tensor
 from .functional import (
     JitterConfig,
     SwapParams,
@@ -43,8 +42,16 @@ class SwapConfig:
     # distractor in the background that must not decide the class. 0 (default) is the reference method.
     distractor: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"p is a probability in [0, 1], got {self.p}")
+        if not 0.0 <= self.distractor <= 1.0:
+            raise ValueError(f"distractor is a probability in [0, 1], got {self.distractor}")
+        if not 0.0 <= self.bg_only <= 4.0:
+            raise ValueError(f"bg_only must lie in [0, 4] (extra backgrounds per batch image), got {self.bg_only}")
 
-def _chw(x: np.ndarray | DiskArray) -> torch.Tensor | DiskArray:
+
+def as_bank(x: np.ndarray | DiskArray) -> torch.Tensor | DiskArray:
     """An NHWC uint8 bank as a tensor; a bank on disk stays there (indexing it by a tensor reads rows)."""
     if isinstance(x, DiskArray):
         return x
@@ -74,8 +81,8 @@ class BackgroundSwap:
         if not (len(foregrounds) == len(backgrounds) == len(labels)):
             raise ValueError("foregrounds, backgrounds and labels must have the same length")
         self.config = config or SwapConfig()
-        self.fg = _chw(foregrounds)  # NHWC uint8, converted per batch
-        self.bg = _chw(backgrounds)
+        self.fg = as_bank(foregrounds)  # NHWC uint8, converted per batch
+        self.bg = as_bank(backgrounds)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.usable = usable_images(self.fg)  # images with a real cut-out and a real background
         k = num_classes or int(self.labels.max()) + 1
@@ -130,7 +137,7 @@ class BackSwapDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: np.ndarray, swap: BackgroundSwap, seed: int = 0) -> None:
-        self.images = _chw(images)
+        self.images = as_bank(images)
         self.swap = swap
         self.seed = seed
         self.epoch = 0
@@ -149,38 +156,3 @@ class BackSwapDataset(torch.utils.data.Dataset):
         return out, int(self.swap.labels[i])
 
 
-class SwapSource:
-    """The training-batch source used by the ``autobackswap`` and ``oracle`` methods."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, swap: BackgroundSwap, hflip: bool = True) -> None:
-        self.images = _chw(images)
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.swap = swap
-        self.hflip = hflip
-        self.last_params: SwapParams | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def order(self, generator: torch.Generator) -> torch.Tensor:
-        return torch.randperm(len(self.labels), generator=generator)
-
-    def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and targets for dataset indices ``idx``: the composites with their labels, and with
-        ``bg_only`` > 0 some inpainted backgrounds appended, the targets then class probabilities
-        (one-hot for the composites, uniform for the backgrounds)."""
-        params = self.swap.sample(idx, generator)
-        originals = self.images[idx].permute(0, 3, 1, 2)  # uint8 view; floats made only if needed
-        x = self.swap.apply(originals, idx, params)
-        self.last_params = params
-        y = self.labels[idx]
-        k = round(self.swap.config.bg_only * len(idx))
-        if k > 0:
-            k_classes = len(self.swap.donors)
-            x = torch.cat([x, self.swap.backgrounds_only(k, generator)])
-            y = torch.cat([torch.nn.functional.one_hot(y, k_classes).float(), torch.full((k, k_classes), 1.0 / k_classes)])
-        x = x.contiguous(memory_format=torch.channels_last)
-        return (maybe_flip(x, generator) if self.hflip else x), y
-
-    def batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return epoch_batches(self, batch_size, generator)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from ..errors import DataError
 
@@ -64,3 +66,63 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     if mask.shape[0] == size and mask.shape[1] == size:
         return mask
     return cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def decode_images(paths: Sequence[str | Path], rows: Sequence[int | None], size: int,
+                  desc: str | None = None) -> np.ndarray:
+    """The one image reader for a list of files: ``(n, size, size, 3)`` uint8 RGB (a progress bar
+    with ``desc`` for long lists)."""
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    items = zip(paths, rows, strict=True)
+    for k, (path, row) in enumerate(tqdm(items, total=len(paths), desc=desc, leave=False,
+                                         disable=desc is None or len(paths) < 500)):
+        out[k] = resize_rgb(read_rgb(path, row), size)
+    return out
+
+
+def decode_masks(paths: Sequence[str | Path], rows: Sequence[int | None], size: int,
+                 names: Sequence[str] | None = None) -> np.ndarray:
+    """The one mask reader for a list of files: ``(n, size, size)`` uint8, 255 = foreground. A missing
+    file is a DataError naming the image it belongs to (``names``)."""
+    out = np.empty((len(paths), size, size), np.uint8)
+    for k, (path, row) in enumerate(zip(paths, rows, strict=True)):
+        if not Path(path).is_file():
+            what = f"segmentation for {names[k]!r} not found" if names is not None else "segmentation not found"
+            raise DataError(path, what, row)
+        out[k] = resize_mask(read_gray(path, row), size)
+    return out
+
+
+TITLE_PX = 14  # height of one line of title text
+
+
+def image_grid(rows: Sequence[Sequence[np.ndarray]], col_titles: Sequence[str] | None = None,
+               row_titles: Sequence[str] | None = None, tile: int = 96, gap: int = 2,
+               row_title_width: int = 0) -> np.ndarray:
+    """The one grid renderer: HWC uint8 images (RGB, or HW gray) as ``tile`` px cells (nearest
+    upscaling), ``gap`` px apart on white, with optional column titles on top and row titles on the
+    left (``\n`` separates lines). Returns HWC uint8 RGB."""
+    if not rows or not rows[0]:
+        raise ValueError("no images to draw")
+    n_cols = max(len(r) for r in rows)
+    top = TITLE_PX * max(t.count("\n") + 1 for t in col_titles) + gap if col_titles else 0
+    left = (row_title_width or 6 * max(len(line) for t in row_titles for line in t.split("\n")) + 8) if row_titles else 0
+    height = top + len(rows) * (tile + gap) - gap
+    width = left + n_cols * (tile + gap) - gap
+    sheet = np.full((height, width, 3), 255, np.uint8)
+    for r, row in enumerate(rows):
+        y = top + r * (tile + gap)
+        for c, cell in enumerate(row):
+            x = left + c * (tile + gap)
+            rgb = cell if cell.ndim == 3 else np.repeat(cell[..., None], 3, axis=2)
+            sheet[y : y + tile, x : x + tile] = cv2.resize(np.ascontiguousarray(rgb[..., :3]), (tile, tile),
+                                                           interpolation=cv2.INTER_NEAREST)
+    if not (col_titles or row_titles):
+        return sheet
+    canvas = Image.fromarray(sheet)
+    draw = ImageDraw.Draw(canvas)
+    for c, title in enumerate(col_titles or []):
+        draw.multiline_text((left + c * (tile + gap) + 2, 1), title, fill=(0, 0, 0), spacing=2)
+    for r, title in enumerate(row_titles or []):
+        draw.multiline_text((4, top + r * (tile + gap) + tile // 2 - TITLE_PX), title, fill=(0, 0, 0), spacing=2)
+    return np.asarray(canvas)

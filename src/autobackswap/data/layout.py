@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import DataError
 from .grid import string_to_grid
-from .images import read_gray, read_rgb, resize_mask, resize_rgb
+from .images import decode_images, decode_masks
 
 log = logging.getLogger(__name__)
 
@@ -152,21 +151,13 @@ def _resolve(root: Path, name: str) -> Path | None:
 
 def load_images(records: Sequence[Record], size: int, desc: str = "loading images") -> np.ndarray:
     """Decode and resize every record's image: ``(N, size, size, 3)`` uint8 RGB."""
-    out = np.empty((len(records), size, size, 3), dtype=np.uint8)
-    for i, r in enumerate(tqdm(records, desc=desc, leave=False, disable=len(records) < 500)):
-        out[i] = resize_rgb(read_rgb(r.path, r.row), size)
-    return out
+    return decode_images([r.path for r in records], [r.row for r in records], size, desc)
 
 
 def load_segmentations(dataset: ImageDataset, records: Sequence[Record], size: int) -> np.ndarray:
     """Ground-truth masks at the working size: ``(N, size, size)`` uint8, 255 = foreground."""
-    out = np.empty((len(records), size, size), dtype=np.uint8)
-    for i, r in enumerate(records):
-        path = dataset.segmentation_path(r)
-        if not path.is_file():
-            raise DataError(path, f"segmentation for {r.img_filename!r} not found", r.row)
-        out[i] = resize_mask(read_gray(path, r.row), size)
-    return out
+    return decode_masks([dataset.segmentation_path(r) for r in records], [r.row for r in records], size,
+                        [r.img_filename for r in records])
 
 
 def read_masks_csv(path: str | Path, dataset: ImageDataset) -> dict[str, np.ndarray]:

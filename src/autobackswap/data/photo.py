@@ -47,13 +47,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+import torch
+from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..errors import AutoBackSwapError, DataError
 from ..io import csv_bytes, encode_png, write_bytes, write_json, write_png
+from ..tensors import composite, to_images
 from .assets import default_assets_dir, package_version, prepare_assets
-from .images import pil_to_rgb, resize_rgb
+from .images import image_grid, pil_to_rgb, resize_rgb
 from .photo_lists import CURATED_BACKGROUNDS, CURATED_BIRDS, BackgroundSpec, BirdSpec
 from .synthetic import group_plan
 
@@ -205,10 +207,11 @@ def paste(background: np.ndarray, stamp: np.ndarray, angle: float, cx: float, cy
     out_h, out_w = background.shape[:2]
     fg = cv2.warpAffine(stamp, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0.0, 0.0, 0.0, 0.0))
-    alpha = np.clip(fg[..., 3], 0.0, 1.0)
-    rgb = fg[..., :3] + background.astype(np.float32) / 255.0 * (1.0 - alpha[..., None])
-    image = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
-    return image, np.round(alpha * 255.0).astype(np.uint8)
+    fg[..., 3] = np.clip(fg[..., 3], 0.0, 1.0)
+    premult = torch.from_numpy(np.ascontiguousarray(fg)).permute(2, 0, 1)[None]
+    rgb = composite(premult, torch.from_numpy(background).permute(2, 0, 1)[None].float() / 255.0)
+    image = to_images(rgb)[0]
+    return image, np.round(fg[..., 3] * 255.0).astype(np.uint8)
 
 
 def render(params: PasteParams, stamps: Sequence[np.ndarray], regions: Sequence[np.ndarray],
@@ -296,24 +299,13 @@ GROUP_NAMES = {(1, 1): "water bird on water", (1, 0): "water bird on land",
 
 def contact_sheet(sections: Sequence[tuple[str, dict[tuple[int, int], list[np.ndarray]]]], columns: int = 8) -> np.ndarray:
     """A grid of samples (HWC uint8): one row per (section, group), labelled on the left."""
-    first = next((imgs[0] for _, groups in sections for imgs in groups.values() if imgs), None)
-    if first is None:
+    rows = [(name, g, groups[g][:columns]) for name, groups in sections for g in GROUP_NAMES if groups.get(g)]
+    if not rows:
         raise ValueError("contact sheet needs at least one sample")
-    size = first.shape[0]
-    zoom = max(1, 128 // size)
-    cell = size * zoom
-    label_w, pad = 190, 4
-    rows = [(name, g, groups[g]) for name, groups in sections for g in GROUP_NAMES if groups.get(g)]
-    sheet = Image.new("RGB", (label_w + columns * (cell + pad), len(rows) * (cell + pad) + pad), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for r, (name, (y, place), images) in enumerate(rows):
-        top = pad + r * (cell + pad)
-        draw.text((6, top + cell // 2 - 14), name, fill=(0, 0, 0))
-        draw.text((6, top + cell // 2), f"{GROUP_NAMES[(y, place)]} (y={y}, place={place})", fill=(60, 60, 60))
-        for c, img in enumerate(images[:columns]):
-            tile = Image.fromarray(img).resize((cell, cell), Image.Resampling.NEAREST)
-            sheet.paste(tile, (label_w + c * (cell + pad), top))
-    return np.asarray(sheet)
+    size = rows[0][2][0].shape[0]
+    titles = [f"{name}\n{GROUP_NAMES[(y, place)]} (y={y}, place={place})" for name, (y, place), _ in rows]
+    return image_grid([images for _, _, images in rows], row_titles=titles, tile=size * max(1, 128 // size), gap=4,
+                      row_title_width=190)
 
 
 # ----------------------------------------------------------------------------- builder

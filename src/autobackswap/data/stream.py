@@ -15,23 +15,19 @@ file names, sizes and modification times, so a changed dataset gets a new cache.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..io import atomic_open
-from .images import read_rgb, resize_rgb
-
-if TYPE_CHECKING:
-    from ..experiment import ExperimentData
-    from .layout import ImageDataset, Record
+from ..io import atomic_open, digest
+from .images import decode_images
+from .layout import ImageDataset, Record, load_segmentations
 
 log = logging.getLogger(__name__)
 
@@ -198,22 +194,14 @@ def map_rows(n: int, read: Callable[[int, int], np.ndarray], chunk: int = CHUNK,
 
 def records_digest(records: Sequence[Record], size: int) -> str:
     """Identifies a split's decoded images: names, file sizes and mtimes, working size."""
-    h = hashlib.sha1(f"{size}".encode())
+    lines = [f"{size}"]
     for r in records:
         try:
             st = r.path.stat()
-            h.update(f"{r.img_filename}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            lines.append(f"{r.img_filename}\0{st.st_size}\0{st.st_mtime_ns}\n")
         except FileNotFoundError:
-            h.update(f"{r.img_filename}\0missing\n".encode())
-    return h.hexdigest()[:12]
-
-
-def decode_images(paths: Sequence[str | Path], rows: Sequence[int | None], size: int) -> np.ndarray:
-    """``(n, size, size, 3)`` uint8: exactly what :func:`~autobackswap.data.layout.load_images` gives."""
-    out = np.empty((len(paths), size, size, 3), np.uint8)
-    for k, (path, row) in enumerate(zip(paths, rows, strict=True)):
-        out[k] = resize_rgb(read_rgb(path, row), size)
-    return out
+            lines.append(f"{r.img_filename}\0missing\n")
+    return digest(*lines, length=12)
 
 
 def _cached(path: Path, shape: tuple[int, ...], read: Callable[[int, int], np.ndarray], desc: str) -> DiskArray:
@@ -239,29 +227,7 @@ def image_cache(records: Sequence[Record], size: int, cache_dir: str | Path, nam
 
 def mask_cache(dataset: ImageDataset, records: Sequence[Record], size: int, cache_dir: str | Path, name: str) -> DiskArray:
     """The split's ground-truth masks at the working size, (N, size, size) uint8, decoded once."""
-    from .layout import load_segmentations
-
     seg_records = [replace(r, path=dataset.segmentation_path(r)) for r in records]
     path = Path(cache_dir) / f"masks_{name}_{size}_{records_digest(seg_records, size)}.npy"
     return _cached(path, (len(records), size, size),
                    lambda a, b: load_segmentations(dataset, records[a:b], size), f"caching {name} masks")
-
-
-def load_streaming_data(data_dir: str | Path, image_size: int, run_dir: str | Path) -> ExperimentData:
-    """Like :func:`~autobackswap.experiment.load_experiment_data`, but every split's images are a
-    :class:`DiskArray` cached under ``RUN/cache/``: memory does not grow with the dataset."""
-    from ..experiment import ExperimentData, SplitData
-    from .layout import read_dataset
-
-    dataset = read_dataset(data_dir)
-    index = {c: i for i, c in enumerate(dataset.classes)}
-    cache = Path(run_dir) / "cache"
-
-    def split(name: str) -> SplitData:
-        records = dataset.split(name)
-        images = image_cache(records, image_size, cache, name)
-        labels = np.array([index[r.y] for r in records], dtype=np.int64)
-        place = np.array([r.place for r in records], dtype=np.int64)
-        return SplitData(records, images, labels, place, dataset, image_size)  # type: ignore[arg-type]
-
-    return ExperimentData(dataset, image_size, split("train"), split("val"), split("test"), Path(run_dir))

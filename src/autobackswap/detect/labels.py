@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.grid import mask_to_grid
+from ..data.labelstore import LabelStore
 from ..data.layout import ImageDataset, Record, load_segmentations, read_masks_csv
 from ..errors import AutoBackSwapError, DataError
 
@@ -25,8 +26,6 @@ def read_label_source(source: str | Path, dataset: ImageDataset) -> dict[str, np
     if path.suffix in (".sqlite", ".sqlite3", ".db"):
         if not path.is_file():
             raise DataError(path, "label store not found")
-        from ..label.store import LabelStore
-
         return LabelStore(path).grids()
     return read_masks_csv(path, dataset)
 

@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from ..compose.functional import composite
 from ..separate.inpaint import create_inpainter
 from ..separate.masks import create_refiner
 from ..separate.run import SeparationConfig, masks_from_grid, masks_from_segmentation, separate_one
+from ..tensors import paste_rgba
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +66,6 @@ class DiagnosticSets:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def paste(foreground: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Alpha-composite HWC uint8 RGBA over HWC uint8 RGB (via :func:`compose.functional.composite`)."""
-    fg = torch.from_numpy(np.ascontiguousarray(foreground)).permute(2, 0, 1)[None].float() / 255.0
-    bg = torch.from_numpy(np.ascontiguousarray(background)).permute(2, 0, 1)[None].float() / 255.0
-    premult = torch.cat([fg[:, :3] * fg[:, 3:4], fg[:, 3:4]], 1)
-    out = composite(premult, bg)[0].permute(1, 2, 0).numpy()
-    return np.round(out * 255.0).astype(np.uint8)
 
 
 def draw_donors(labels: np.ndarray, place: np.ndarray, usual_place: dict[int, int] | None,
@@ -153,10 +143,10 @@ def build_diagnostic_sets(
     gray = np.full_like(bgs[0], GRAY)
     out = {
         "original": np.asarray(images)[index],
-        "only_fg": np.stack([paste(f, gray) for f in fgs]),
+        "only_fg": np.stack([paste_rgba(f, gray) for f in fgs]),
         "only_bg": np.stack(bgs),
-        "mixed_same": np.stack([paste(fgs[i], bgs[j]) for i, j in enumerate(same_d)]),
-        "mixed_rand": np.stack([paste(fgs[i], bgs[j]) for i, j in enumerate(rand_d)]),
+        "mixed_same": np.stack([paste_rgba(fgs[i], bgs[j]) for i, j in enumerate(same_d)]),
+        "mixed_rand": np.stack([paste_rgba(fgs[i], bgs[j]) for i, j in enumerate(rand_d)]),
     }
     info = {"n": len(index), "n_test": len(images), "excluded": {k: v for k, v in statuses.items() if k != "ok"},
             "seed": seed, "mixed_same": same, "mixed_same_fallbacks": fallbacks, "inpainter": cfg.inpainter}
@@ -171,12 +161,6 @@ def diagnose(predict: Callable[[np.ndarray], np.ndarray], sets: DiagnosticSets) 
     out = {name: float(np.mean(np.asarray(predict(sets.images[name])) == sets.labels)) for name in SETS}
     out["bg_gap"] = out["mixed_same"] - out["mixed_rand"]
     return out
-
-
-def model_predictor(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    from ..train.loop import predict_logits
-
-    return lambda images: predict_logits(model, images).argmax(1).numpy()
 
 
 def aggregate_diagnostics(runs: list[dict[str, float]]) -> dict[str, Any]:

@@ -11,23 +11,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-
-def group_counts(y: Sequence[int] | np.ndarray, place: Sequence[int] | np.ndarray) -> dict[tuple[int, int], int]:
-    return dict(Counter(zip(np.asarray(y).tolist(), np.asarray(place).tolist(), strict=True)))
-
-
-def majority_groups(train_counts: dict[tuple[int, int], int]) -> set[tuple[int, int]]:
-    best: dict[int, tuple[int, int]] = {}
-    for (y, p), n in train_counts.items():
-        if y not in best or n > best[y][1]:
-            best[y] = (p, n)
-    return {(y, p) for y, (p, _) in best.items()}
+from ..data.groups import majority_groups
 
 
 def group_metrics(

@@ -3,7 +3,6 @@ switch, no display needed).
 
 * :func:`group_bars`: per-group test accuracy of every method (mean over seeds, std as error bars).
 * :func:`label_efficiency_plot`: worst-group accuracy against the number of labelled images.
-* :func:`image_grid`: a titled grid of HWC uint8 images (diagnostic samples).
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ..data.groups import majority_groups
 
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
 
@@ -101,29 +102,6 @@ def label_efficiency_plot(curve: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def image_grid(rows: list[list[np.ndarray]], col_titles: list[str], row_titles: list[str] | None = None,
-               cell: float = 1.0) -> bytes:
-    """A grid of HWC uint8 RGB images with column (and row) titles."""
-    if not rows:
-        raise ValueError("no images to draw")
-    n_rows, n_cols = len(rows), len(rows[0])
-    fig = Figure(figsize=(cell * n_cols + 0.4, cell * n_rows + 0.35))
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            ax = axes[r][c]
-            ax.imshow(image, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(col_titles[c], fontsize=8)
-            if c == 0 and row_titles:
-                ax.set_ylabel(row_titles[r], fontsize=8)
-    fig.subplots_adjust(left=0.06, right=0.99, top=1 - 0.3 / (cell * n_rows + 0.35), bottom=0.01,
-                        wspace=0.05, hspace=0.05)
-    return _png(fig)
-
-
 def _wrap(name: str) -> str:
     """One line per ``:``-separated part of a method spec, long option names shortened."""
     short = {"label_budget=": "labels=", "inpainter=": "fill="}
@@ -137,6 +115,4 @@ def _majority(results: dict[str, Any]) -> set[tuple[int, int]] | None:
     train = results.get("train_groups")
     if not train:
         return None
-    from .metrics import majority_groups
-
     return majority_groups({(g["y"], g["place"]): g["n"] for g in train})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import write_bytes, write_text
+from ..methods.base import parse_method_spec
 from . import plots
 from .table import (
     COLUMNS,
@@ -161,8 +162,6 @@ def locate_file(path: str | None, run_dir: Path, recorded_run_dir: str | None = 
 def _sheets(results: dict[str, Any], run_dir: Path) -> list[tuple[str, Path]]:
     """(caption, path) of the contact sheets to show: the first seed of each method, and of a
     label-budget sweep only the largest budget."""
-    from ..train.methods import parse_method_spec
-
     chosen: dict[str, tuple[int, str, dict[str, Any]]] = {}
     for name, entry in results["methods"].items():
         recorded = results.get("run_dir")

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from ..data.labelstore import LabelStore
 from ..data.layout import Record, load_images
 from ..detect.detector import Detector
 from ..errors import AutoBackSwapError
-from .store import LabelStore
 
 log = logging.getLogger(__name__)
 

@@ -56,14 +56,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..data.grid import grid_to_mask, grid_to_string
 from ..data.images import read_rgb
+from ..data.labelstore import LabelError, LabelStore, validate_mask
 from ..data.layout import ImageDataset, Record, read_dataset
 from ..errors import AutoBackSwapError, DataError
 from ..io import encode_png
 from ..separate.inpaint import create_inpainter
 from ..separate.masks import create_refiner
 from ..separate.run import SeparationConfig, masks_from_grid, separate_one
+from ..tensors import paste_rgba
 from .assist import Assistant, AssistConfig
-from .store import LabelError, LabelStore, validate_mask
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +175,6 @@ def thumbnail(image: np.ndarray, grid: np.ndarray | None, size: int) -> np.ndarr
 def pfg_image(p_fg: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """p(foreground) grid as a nearest-upsampled HW uint8 image (white = foreground)."""
     return np.round(grid_to_mask(p_fg, size) * 255).astype(np.uint8)
-
-
-def composite(cutout: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Alpha-composite an RGBA cut-out over an RGB background of the same size."""
-    a = cutout[..., 3:4].astype(np.float32) / 255.0
-    return np.round(a * cutout[..., :3] + (1 - a) * background).astype(np.uint8)
 
 
 def inside(path: Path, root: Path) -> bool:
@@ -450,7 +445,7 @@ class LabelApp:
             "mask": np.round(alpha * 255).astype(np.uint8),
             "cutout": fg,
             "background": bg,
-            "composite": composite(fg, donor_bg),
+            "composite": paste_rgba(fg, donor_bg),
         }
         with self._lock:
             self._preview_cache[key] = out

@@ -1,7 +1,7 @@
 """Separation engines, registered by name: ``local`` (a process pool) and ``ray`` (a Ray Data pipeline).
 
 Both run the same :class:`SeparationJob` and write the same cache files, **byte for byte**, as the
-single-process :func:`~autobackswap.separate.run.separate`:
+single-process local engine:
 
 * The train split is cut into fixed chunks ``[k*C, (k+1)*C)`` (``C = chunk_size``, 256). Detector
   inference runs over one whole chunk at a time, so every image sees the same batch, whichever
@@ -34,7 +34,6 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -43,12 +42,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data.images import read_gray, resize_mask
-from ..data.stream import DiskArray, decode_images, write_npy
-from ..errors import AutoBackSwapError, DataError
+from ..data.images import decode_images, decode_masks
+from ..data.stream import DiskArray, write_npy
+from ..detect.detector import Detector
+from ..errors import AutoBackSwapError
 from ..io import write_json, write_png
 from ..registry import Registry
 from .inpaint import create_inpainter
@@ -61,6 +62,7 @@ from .run import (
     masks_from_grid,
     masks_from_segmentation,
     read_alpha,
+    read_bank_rows,
     separate_one,
     status_of,
 )
@@ -76,8 +78,9 @@ class SeparationJob:
     """Everything the engines need: what to separate, with which masks, and where to write.
 
     ``paths`` / ``rows`` are the manifest: one source image (and its ``metadata.csv`` line, for error
-    messages) per train index. Masks come from a ``detector`` checkpoint (learned) or from
-    ``segmentations`` files (the oracle). ``images`` optionally holds the already-decoded NHWC uint8
+    messages) per train index. Masks come from a ``detector`` checkpoint or precomputed p(foreground)
+    ``grids`` (N, G, G) (learned), or from ``segmentations`` files or decoded ``segmentation_masks``
+    (the oracle). ``images`` optionally holds the already-decoded NHWC uint8
     images (an array or a :class:`~autobackswap.data.stream.DiskArray`); the local engine reads its
     chunks from it instead of decoding the files again; ``segmentation_masks`` likewise holds the
     decoded ground-truth masks, (N, H, W) uint8.
@@ -86,9 +89,10 @@ class SeparationJob:
     out_dir: Path
     cfg: SeparationConfig
     paths: list[str]
-    rows: list[int]
+    rows: list[int | None]
     image_size: int
     detector: str | None = None
+    grids: Any = None
     segmentations: list[str] | None = None
     images: Any = None
     segmentation_masks: Any = None
@@ -97,8 +101,11 @@ class SeparationJob:
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
-        if (self.detector is None) == (self.segmentations is None):
-            raise ValueError("a separation job needs exactly one of detector (learned masks) or segmentations (oracle)")
+        learned = self.detector is not None or self.grids is not None
+        oracle = self.segmentations is not None or self.segmentation_masks is not None
+        if learned == oracle or (self.detector is not None and self.grids is not None):
+            raise ValueError("a separation job needs exactly one mask source: a detector or grids (learned masks), "
+                             "or segmentations (oracle)")
         if len(self.rows) != len(self.paths):
             raise ValueError(f"{len(self.paths)} image paths but {len(self.rows)} rows")
         if self.segmentations is not None and len(self.segmentations) != len(self.paths):
@@ -114,7 +121,7 @@ class SeparationJob:
 
     @property
     def kind(self) -> str:
-        return "grid" if self.detector is not None else "segmentation"
+        return "grid" if self.detector is not None or self.grids is not None else "segmentation"
 
     def pending(self) -> list[tuple[int, int, list[int]]]:
         """``(start, stop, pending indices)`` for every chunk with work left."""
@@ -130,7 +137,7 @@ class SeparationJob:
 # ----------------------------------------------------------------------------- shared steps
 def prepare(job: SeparationJob) -> list[tuple[int, int, list[int]]]:
     """Write ``config.json`` (as :func:`~.run.separate` does) and return the pending chunks."""
-    source = "detector" if job.detector is not None else "ground_truth"
+    source = "detector" if job.kind == "grid" else "ground_truth"
     write_json(job.out_dir / "config.json", {**asdict(job.cfg), **job.extra_config, "n": job.n, "source": source})
     chunks = job.pending()
     left = sum(len(c[2]) for c in chunks)
@@ -160,24 +167,12 @@ def read_result(job: SeparationJob) -> SeparationResult:
     return SeparationResult(job.out_dir, json.loads(summary.read_text())["counts"], job.n)
 
 
-def read_segmentations(paths: Sequence[str], rows: Sequence[int | None], size: int) -> np.ndarray:
-    """Ground-truth masks at the working size, as :func:`~autobackswap.data.layout.load_segmentations`."""
-    out = np.empty((len(paths), size, size), np.uint8)
-    for k, (path, row) in enumerate(zip(paths, rows, strict=True)):
-        if not Path(path).is_file():
-            raise DataError(path, "segmentation not found", row)
-        out[k] = resize_mask(read_gray(path, row), size)
-    return out
-
-
 def _load_detector(path: str) -> Any:
     return _load_detector_version(path, os.stat(path).st_mtime_ns)
 
 
 @lru_cache(maxsize=4)
 def _load_detector_version(path: str, mtime_ns: int) -> Any:
-    from ..detect.detector import Detector
-
     return Detector.load(path)
 
 
@@ -188,7 +183,7 @@ def chunk_masks(job_kind: str, images: np.ndarray, detector: str | None, seg_pat
         assert detector is not None
         return _load_detector(detector).predict_proba(images, batch_size=max(chunk_size, len(images)))
     assert seg_paths is not None
-    return read_segmentations(seg_paths, rows, size)
+    return decode_masks(seg_paths, rows, size)
 
 
 @lru_cache(maxsize=8)
@@ -220,8 +215,6 @@ def separate_items(out_dir: str | Path, cfg: SeparationConfig, kind: str, indice
 class Engine:
     """Runs a :class:`SeparationJob`: ``run`` writes every pending image's files."""
 
-    name = ""
-
     def __init__(self, workers: int = 0, address: str = "", **_: Any) -> None:
         self.workers = int(workers or 0)
         self.address = address or ""
@@ -248,6 +241,19 @@ def run_job(job: SeparationJob, engine: str = "local", workers: int = 0, address
     return create_engine(engine, workers, address).run(job)
 
 
+def separate(images: np.ndarray, out_dir: str | Path, cfg: SeparationConfig, p_fg: np.ndarray | None = None,
+             segmentations: np.ndarray | None = None, extra_config: dict[str, Any] | None = None,
+             workers: int = 1) -> SeparationResult:
+    """Separate in-memory NHWC uint8 ``images`` with ``p_fg`` grids (N, G, G) or ground-truth
+    ``segmentations`` (N, H, W) uint8 on the local engine (``workers`` processes). Resumes."""
+    if (p_fg is None) == (segmentations is None):
+        raise ValueError("pass exactly one of p_fg (learned masks) or segmentations (oracle)")
+    n = len(images)
+    job = SeparationJob(Path(out_dir), cfg, [f"<image {i}>" for i in range(n)], [None] * n, int(images.shape[1]),
+                        grids=p_fg, segmentation_masks=segmentations, images=images, extra_config=extra_config or {})
+    return run_job(job, "local", workers)
+
+
 def _parts(todo: list[int], size: int) -> Iterator[list[int]]:
     for s in range(0, len(todo), size):
         yield todo[s : s + size]
@@ -257,16 +263,12 @@ def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
-    torch = sys.modules.get("torch")  # loaded where a detector runs (Ray actors); not imported otherwise
-    if torch is not None:
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)
 
 
 @ENGINES.register("local")
 class LocalEngine(Engine):
     """A process pool on this machine (``workers``; 0 = every core, in this process for small jobs)."""
-
-    name = "local"
 
     def resolve_workers(self, n_todo: int) -> int:
         if self.workers > 0:
@@ -280,6 +282,8 @@ class LocalEngine(Engine):
             images = decode_images(job.paths[start:stop], job.rows[start:stop], job.image_size)
         if job.segmentation_masks is not None:
             return images, np.asarray(job.segmentation_masks[start:stop])
+        if job.grids is not None:
+            return images, np.asarray(job.grids[start:stop])
         segs = job.segmentations[start:stop] if job.segmentations is not None else None
         masks = chunk_masks(job.kind, images, job.detector, segs, job.rows[start:stop], job.image_size, job.chunk_size)
         return images, masks
@@ -336,7 +340,7 @@ def _ray_read(batch: dict[str, Any], size: int) -> dict[str, Any]:
     images = decode_images(paths, rows, size)
     out = {"start": batch["start"], "todo": batch["todo"], "images": images[None]}
     if "segs" in batch:
-        out["masks"] = read_segmentations([str(p) for p in batch["segs"][0]], rows, size)[None]
+        out["masks"] = decode_masks([str(p) for p in batch["segs"][0]], rows, size)[None]
     return out
 
 
@@ -372,8 +376,6 @@ def _ray_separate(batch: dict[str, Any], out_dir: str, cfg: SeparationConfig, ki
 class RayEngine(Engine):
     """A Ray Data pipeline on the cluster at ``address``, or on a local instance (``workers`` CPUs)."""
 
-    name = "ray"
-
     def execute(self, job: SeparationJob, chunks: list[tuple[int, int, list[int]]]) -> None:
         try:
             import ray
@@ -401,7 +403,7 @@ class RayEngine(Engine):
         manifest = []
         for start, stop, todo in chunks:
             row: dict[str, Any] = {"start": start, "todo": todo, "paths": [str(p) for p in job.paths[start:stop]],
-                                   "rows": [int(r) for r in job.rows[start:stop]]}
+                                   "rows": [-1 if r is None else int(r) for r in job.rows[start:stop]]}
             if job.segmentations is not None:
                 row["segs"] = [str(p) for p in job.segmentations[start:stop]]
             manifest.append(row)
@@ -431,7 +433,7 @@ def pack_banks(out_dir: str | Path, n: int) -> tuple[DiskArray, DiskArray]:
     out = Path(out_dir)
     paths = {"fg": out / "banks" / "fg.npy", "bg": out / "banks" / "bg.npy"}
     arrays: dict[str, DiskArray] = {}
-    for name, mode, channels in (("fg", "RGBA", 4), ("bg", "RGB", 3)):
+    for name, channels in (("fg", 4), ("bg", 3)):
         path = paths[name]
         if path.is_file():
             try:
@@ -443,14 +445,6 @@ def pack_banks(out_dir: str | Path, n: int) -> tuple[DiskArray, DiskArray]:
                 pass
         with Image.open(out / name / f"{0:06d}.png") as first:
             h, w = first.height, first.width
-
-        def read(a: int, b: int, name: str = name, mode: str = mode) -> np.ndarray:
-            rows = []
-            for i in range(a, b):
-                with Image.open(out / name / f"{i:06d}.png") as img:
-                    rows.append(np.asarray(img.convert(mode)))
-            return np.stack(rows)
-
-        chunks = (read(a, min(n, a + 256)) for a in range(0, n, 256))
+        chunks = (read_bank_rows(out, name, a, min(n, a + 256)) for a in range(0, n, 256))
         arrays[name] = write_npy(path, (n, h, w, channels), np.uint8, chunks)
     return arrays["fg"], arrays["bg"]

@@ -7,7 +7,8 @@ Outputs, one file pair per image, written atomically so a killed run resumes whe
     OUT/bg/000123.png      RGB inpainted background
     OUT/summary.json       counts (ok / no_fg / all_fg), mask IoU when ground truth exists
 
-An image is *done* when both of its files exist. Each image draws its randomness from
+An image is *done* when both of its files exist. The engines (:mod:`.engines`) run these steps over a
+whole split. Each image draws its randomness from
 ``np.random.default_rng([seed, index])``, so the output does not depend on order or resumption.
 An image with no foreground (``no_fg``) or only foreground (``all_fg``) keeps its original pixels:
 its cut-out alpha is all 0 / all 255 and its background is the original image; both are counted.
@@ -15,21 +16,18 @@ its cut-out alpha is all 0 / all 255 and its background is the original image; b
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
-from ..io import write_json, write_png
-from .inpaint import create_inpainter
-from .masks import HOLES, create_refiner, decontaminate, grow
+from ..io import digest
+from .inpaint import INPAINTERS
+from .masks import HOLES, REFINERS, decontaminate, grow
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +45,15 @@ class SeparationConfig:
     decontaminate: bool = True
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Check registry names now, before any data is loaded or a detector is trained."""
+        for registry, name in ((INPAINTERS, self.inpainter), (REFINERS, self.refine), (HOLES, self.hole)):
+            registry.get(name)  # KeyError listing the valid names
+        if self.hole_dilate < 0:
+            raise ValueError(f"hole_dilate is a number of pixels >= 0, got {self.hole_dilate}")
+
     def digest(self, extra: str = "") -> str:
-        text = json.dumps(asdict(self), sort_keys=True) + extra
-        return hashlib.sha1(text.encode()).hexdigest()[:10]
+        return digest(json.dumps(asdict(self), sort_keys=True), extra)
 
 
 def status_of(alpha: np.ndarray) -> str:
@@ -97,47 +101,6 @@ class SeparationResult:
     n: int
 
 
-def separate(
-    images: np.ndarray,
-    out_dir: str | Path,
-    cfg: SeparationConfig,
-    p_fg: np.ndarray | None = None,
-    segmentations: np.ndarray | None = None,
-    extra_config: dict[str, Any] | None = None,
-) -> SeparationResult:
-    """Separate every image (NHWC uint8) using either ``p_fg`` grids (N, G, G) or ground-truth
-    ``segmentations`` (N, H, W) uint8. Resumes: images whose two files exist are skipped."""
-    if (p_fg is None) == (segmentations is None):
-        raise ValueError("pass exactly one of p_fg (learned masks) or segmentations (oracle)")
-    out = Path(out_dir)
-    write_json(out / "config.json", {**asdict(cfg), **(extra_config or {}), "n": len(images),
-                                     "source": "detector" if p_fg is not None else "ground_truth"})
-    inpaint = create_inpainter(cfg.inpainter)
-    refine = create_refiner(cfg.refine)
-    todo = [i for i in range(len(images)) if not is_done(out, i)]
-    if len(todo) < len(images):
-        log.info("separation: %d of %d images already done in %s", len(images) - len(todo), len(images), out)
-    for i in tqdm(todo, desc="separating", leave=False):
-        image = images[i]
-        if p_fg is not None:
-            alpha, hole = masks_from_grid(image, p_fg[i], cfg, refine)
-        else:
-            assert segmentations is not None
-            alpha, hole = masks_from_segmentation(segmentations[i])
-        fg, bg, _ = separate_one(image, alpha, hole, cfg, inpaint, np.random.default_rng([cfg.seed, i]))
-        write_png(out / "bg" / f"{i:06d}.png", bg)
-        write_png(out / "fg" / f"{i:06d}.png", fg)  # written last: its existence marks the image done
-    counts = {s: 0 for s in STATUSES}
-    for i in range(len(images)):
-        counts[status_of(read_alpha(out, i) / 255.0)] += 1
-    summary = {"n": len(images), "counts": counts}
-    write_json(out / "summary.json", summary)
-    if counts["no_fg"] or counts["all_fg"]:
-        log.warning("separation: %d images with no foreground and %d all foreground keep their original pixels",
-                    counts["no_fg"], counts["all_fg"])
-    return SeparationResult(out, counts, len(images))
-
-
 def is_done(out: Path, i: int) -> bool:
     return (out / "fg" / f"{i:06d}.png").is_file() and (out / "bg" / f"{i:06d}.png").is_file()
 
@@ -147,12 +110,19 @@ def read_alpha(out: Path, i: int) -> np.ndarray:
         return np.asarray(img)[..., 3]
 
 
+BANK_MODES = {"fg": "RGBA", "bg": "RGB"}  # cut-outs and inpainted backgrounds
+
+
+def read_bank_rows(out_dir: str | Path, name: str, start: int, stop: int) -> np.ndarray:
+    """The one bank reader: images ``start..stop-1`` of the ``fg`` (RGBA) or ``bg`` (RGB) folder of a
+    separation, stacked NHWC uint8."""
+    rows = []
+    for i in range(start, stop):
+        with Image.open(Path(out_dir) / name / f"{i:06d}.png") as img:
+            rows.append(np.asarray(img.convert(BANK_MODES[name])))
+    return np.stack(rows)
+
+
 def load_banks(out_dir: str | Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(foregrounds (N, H, W, 4) uint8 RGBA, backgrounds (N, H, W, 3) uint8) from a separation folder."""
-    out = Path(out_dir)
-    fgs, bgs = [], []
-    for i in range(n):
-        with Image.open(out / "fg" / f"{i:06d}.png") as f, Image.open(out / "bg" / f"{i:06d}.png") as b:
-            fgs.append(np.asarray(f.convert("RGBA")))
-            bgs.append(np.asarray(b.convert("RGB")))
-    return np.stack(fgs), np.stack(bgs)
+    return read_bank_rows(out_dir, "fg", 0, n), read_bank_rows(out_dir, "bg", 0, n)

@@ -13,10 +13,10 @@ import logging
 import math
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,12 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.stream import is_disk_backed
+from .. import runtime
 from ..errors import DataError, NotFittedError
-from . import distributed
+from ..io import atomic_open
+from ..runtime import is_main
+from ..tensors import to_tensor
 from .augment import Augment, build_augment
-from .distributed import is_main
 from .models import create_model
+from .sources import BatchSource, ShardedSource
 
 log = logging.getLogger(__name__)
 
@@ -56,76 +58,6 @@ class TrainConfig:
         build_augment(self.augment)  # an unknown name fails here, before any training
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema}: the moving-average decay must be in [0, 1)")
-
-
-def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """NHWC uint8 -> NCHW float in [0, 1], channels-last memory format."""
-    t = torch.as_tensor(images)
-    return t.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
-
-
-class BatchSource(Protocol):
-    """Yields one epoch of training batches: (NCHW float in [0, 1], labels)."""
-
-    def __len__(self) -> int: ...
-
-    def batches(
-        self, epoch: int, batch_size: int, generator: torch.Generator
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
-
-
-class ArraySource:
-    """Shuffled batches from in-memory arrays, with optional horizontal flips and per-sample weights."""
-
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        hflip: bool = True,
-        sample_weights: np.ndarray | None = None,
-    ) -> None:
-        # NHWC uint8; a DiskArray stays on disk and is read per batch (indexing it by a tensor gives a tensor)
-        self.images = images if is_disk_backed(images) else torch.from_numpy(np.ascontiguousarray(images))
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.hflip = hflip
-        self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def order(self, generator: torch.Generator) -> torch.Tensor:
-        n = len(self.labels)
-        if self.sample_weights is not None:
-            return torch.multinomial(self.sample_weights, n, replacement=True, generator=generator)
-        return torch.randperm(n, generator=generator)
-
-    def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x = to_tensor(self.images[idx])
-        return (maybe_flip(x, generator) if self.hflip else x), self.labels[idx]
-
-    def batches(
-        self, epoch: int, batch_size: int, generator: torch.Generator
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return epoch_batches(self, batch_size, generator)
-
-
-def epoch_batches(source: Any, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of ``source.batch(idx, generator)`` over ``source.order(generator)``, in chunks of
-    ``batch_size`` (a last chunk of one image is dropped: a batch of one breaks BatchNorm)."""
-    order = source.order(generator)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        if len(idx) < 2:
-            continue
-        yield source.batch(idx, generator)
-
-
-def maybe_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each NCHW image horizontally with probability 0.5."""
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
-    if flip.any():
-        x[flip] = x[flip].flip(-1)
-    return x
 
 
 def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
@@ -213,22 +145,17 @@ def fit(
     ``cfg.ema > 0`` an exponential moving average of the weights (BatchNorm statistics included) is
     what is scored, selected and returned. ``cfg.augment`` transforms every training batch.
 
-    Under torchrun (:mod:`.distributed`), every rank trains a DDP replica on its shard of each
+    Under torchrun (:mod:`autobackswap.runtime`), every rank trains a DDP replica on its shard of each
     global batch; ``generator`` then orders the epoch (the same on every rank) and a per-rank
     generator drives augmentation and composition.
     """
-    info = distributed.current()
+    info = runtime.current()
     generator = torch.Generator().manual_seed(cfg.seed)
     if info.enabled:
-        source = distributed.ShardedSource(source, info, order_generator=generator)
-        generator = distributed.rank_generator(cfg.seed, info.rank)
-    if model is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)  # parameter init; the global RNG state is restored after
-            model = create_model(cfg.model, num_classes, cfg.model_weights, width=cfg.width, **cfg.model_kwargs)
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    model = model.to(info.device)
-    train_model = distributed.wrap_model(model, info)  # the model itself when there is one process
+        source = ShardedSource(source, info, order_generator=generator)
+        generator = runtime.rank_generator(cfg.seed, info.rank)
+    model = prepare_model(model, cfg, num_classes, info.device)
+    train_model = runtime.wrap_model(model, info)  # the model itself when there is one process
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     augment = build_augment(cfg.augment)
     ema = None
@@ -236,8 +163,7 @@ def fit(
         ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     scored = model if ema is None else ema.module  # the weights validated, selected and returned
-    steps_per_epoch = math.ceil(len(source) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
+    total_steps = cfg.epochs * math.ceil(len(source) / cfg.batch_size)
     history: list[dict[str, float]] = []
     best_acc, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), -1
     step = 0
@@ -249,10 +175,10 @@ def fit(
                                      augment, ema)
         epoch_seconds.append(time.perf_counter() - t0)
         if info.enabled:
-            loss = distributed.all_reduce_mean(loss)
-            distributed.sync_buffers(model)  # rank 0's BatchNorm statistics: identical selection everywhere
+            loss = runtime.all_reduce_mean(loss)
+            runtime.sync_buffers(model)  # rank 0's BatchNorm statistics: identical selection everywhere
             if ema is not None:
-                distributed.sync_buffers(scored)
+                runtime.sync_buffers(scored)
         val_acc = accuracy(scored, val_images, val_labels)
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_accuracy": val_acc})
         log.info("epoch %d/%d loss %.4f val_acc %.4f", epoch + 1, cfg.epochs, loss, val_acc)
@@ -263,21 +189,35 @@ def fit(
     model.eval()
     result = FitResult(model, history, best_epoch, time.perf_counter() - start, epoch_seconds)
     if info.enabled:
-        assert isinstance(source, distributed.ShardedSource)
-        checksums = distributed.all_gather_object(distributed.state_checksum(model))
-        result.distributed = {"world_size": info.world_size, "backend": info.backend,
-                              "samples_per_rank": distributed.all_gather_object(source.samples_seen),
-                              "replicas_in_sync": len(set(checksums)) == 1}
+        result.distributed = distributed_summary(model, source, info)
     if info.device != "cpu":
         model.to("cpu")
     return result
 
 
+def prepare_model(model: nn.Module | None, cfg: TrainConfig, num_classes: int, device: str) -> nn.Module:
+    """``model``, or a new one from the registry initialised from ``cfg.seed`` (the global RNG state is
+    restored after), channels-last on ``device``."""
+    if model is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = create_model(cfg.model, num_classes, cfg.model_weights, width=cfg.width, **cfg.model_kwargs)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model.to(device)
+
+
+def distributed_summary(model: nn.Module, source: BatchSource, info: runtime.DistInfo) -> dict[str, Any]:
+    """World size, backend, samples each rank trained on, and whether the replicas ended identical."""
+    assert isinstance(source, ShardedSource)
+    checksums = runtime.all_gather_object(runtime.state_checksum(model))
+    return {"world_size": info.world_size, "backend": info.backend,
+            "samples_per_rank": runtime.all_gather_object(source.samples_seen),
+            "replicas_in_sync": len(set(checksums)) == 1}
+
+
 def save_classifier(path: str | Path, model: nn.Module, cfg: TrainConfig, num_classes: int,
                     classes: list[int], image_size: int, extra: dict[str, Any] | None = None) -> None:
     """A checkpoint that rebuilds itself: config + state dict (nanoGPT style), written atomically."""
-    from ..io import atomic_open
-
     payload = {
         "kind": "classifier",
         "config": asdict(cfg),

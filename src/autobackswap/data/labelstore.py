@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.grid import grid_to_string, string_to_grid
-from ..data.layout import ImageDataset, read_masks_csv
 from ..errors import AutoBackSwapError
 from ..io import write_text
+from .grid import grid_to_string, string_to_grid
+from .layout import ImageDataset, read_masks_csv
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ How an epoch is split (:class:`ShardedSource`):
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -37,7 +36,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import AutoBackSwapError
+from .errors import AutoBackSwapError
+from .io import digest
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +125,6 @@ def main_process_first() -> Iterator[None]:
         barrier()
 
 
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """``obj`` from rank ``src`` on every rank (picklable objects)."""
-    if not current().enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def all_gather_object(obj: Any) -> list[Any]:
     info = current()
     if not info.enabled:
@@ -147,42 +138,6 @@ def rank_generator(seed: int, rank: int) -> torch.Generator:
     """The per-rank augmentation / composition stream: differs per rank, reproducible per (seed, rank)."""
     state = np.random.SeedSequence([seed, rank, 0xD15]).generate_state(2)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def shard_batches(order: torch.Tensor, batch_size: int, rank: int, world_size: int) -> Iterator[torch.Tensor]:
-    """Rank ``rank``'s part of each global batch of ``batch_size`` indices of ``order``."""
-    if batch_size < 2 * world_size:
-        raise AutoBackSwapError(f"batch size {batch_size} is too small for {world_size} processes: "
-                                f"each needs at least 2 images per step (BatchNorm)")
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        if len(idx) < 2 * world_size:
-            continue
-        yield idx[rank::world_size]
-
-
-class ShardedSource:
-    """Wraps a batch source that has ``order(generator)`` and ``batch(idx, generator) -> (x, y)``:
-    every rank walks the same global batches and makes its own share of each."""
-
-    def __init__(self, source: Any, info: DistInfo, order_generator: torch.Generator) -> None:
-        for attr in ("order", "batch"):
-            if not hasattr(source, attr):
-                raise AutoBackSwapError(f"{type(source).__name__} cannot be sharded across processes "
-                                        f"(it has no {attr!r}); run this method in one process")
-        self.source = source
-        self.info = info
-        self.order_generator = order_generator
-        self.samples_seen = 0
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.source.order(self.order_generator)
-        for idx in shard_batches(order, batch_size, self.info.rank, self.info.world_size):
-            self.samples_seen += len(idx)
-            yield self.source.batch(idx, generator)
 
 
 def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
@@ -214,8 +169,7 @@ def all_reduce_mean(value: float) -> float:
 
 def state_checksum(model: nn.Module) -> str:
     """A digest of every parameter and buffer (equal on every rank when the replicas agree)."""
-    h = hashlib.sha1()
+    parts: list[str | bytes] = []
     for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+        parts += [name, t.detach().cpu().contiguous().numpy().tobytes()]
+    return digest(*parts, length=16)

@@ -12,11 +12,10 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.images import image_grid
 from ..io import write_png
-
-
-def upscale(image: np.ndarray, size: int) -> np.ndarray:
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_NEAREST)
+from ..tensors import to_images, to_tensor
+from .swap import BackgroundSwap
 
 
 def gray3(x: np.ndarray) -> np.ndarray:
@@ -58,27 +57,17 @@ def separation_sheet(
         if p_fg is not None:
             cells.append(heat(p_fg[i]))
         cells += [gray3(foregrounds[i, ..., 3]), over_checker(foregrounds[i]), backgrounds[i], *composites[i]]
-        tiles = [upscale(c, tile) for c in cells]
-        row = np.full((tile, len(tiles) * (tile + gap) - gap, 3), 255, np.uint8)
-        for k, t in enumerate(tiles):
-            row[:, k * (tile + gap) : k * (tile + gap) + tile] = t
-        rows.append(row)
-    sheet = np.full((len(rows) * (tile + gap) - gap, rows[0].shape[1], 3), 255, np.uint8)
-    for r, row in enumerate(rows):
-        sheet[r * (tile + gap) : r * (tile + gap) + tile] = row
+        rows.append(cells)
+    sheet = image_grid(rows, tile=tile, gap=gap)
     path = Path(path)
     write_png(path, sheet)
     return path
 
 
-def composites_for(swap: object, images: np.ndarray, indices: np.ndarray, k: int, seed: int) -> np.ndarray:
+def composites_for(swap: BackgroundSwap, images: np.ndarray, indices: np.ndarray, k: int, seed: int) -> np.ndarray:
     """``k`` composites per index from a :class:`~autobackswap.compose.BackgroundSwap` (forced p=1)."""
-    from ..compose.swap import BackgroundSwap
-    from ..train.loop import to_tensor
-
-    assert isinstance(swap, BackgroundSwap)
     idx = torch.as_tensor(np.repeat(indices, k), dtype=torch.long)
     params = swap.sample(idx, torch.Generator().manual_seed(seed), p=1.0)
     out = swap.apply(to_tensor(images[idx.numpy()]), idx, params)
-    arr = (out.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    arr = to_images(out)
     return arr.reshape(len(indices), k, *arr.shape[1:])

@@ -1,0 +1,110 @@
+"""The loaded splits an experiment works on: images at the working size, labels and places.
+
+:func:`load_experiment_data` reads a dataset's three splits, in memory or (``stream=True``) as
+:class:`~autobackswap.data.stream.DiskArray` image caches under ``RUN/cache/`` so memory does not
+grow with the dataset. Labels are class *indices* into the training classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AutoBackSwapError
+from .groups import group_counts, majority_groups
+from .layout import ImageDataset, Record, load_images, load_segmentations, read_dataset
+from .stream import image_cache
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SplitData:
+    records: list[Record]
+    images: np.ndarray  # NHWC uint8 (or a DiskArray of it)
+    labels: np.ndarray  # class indices
+    place: np.ndarray
+    dataset: ImageDataset
+    image_size: int
+
+    @cached_property
+    def y(self) -> np.ndarray:
+        return np.array([r.y for r in self.records])
+
+    @cached_property
+    def segmentations(self) -> np.ndarray:
+        """Ground-truth masks at the working size, (N, H, W) uint8 (DataError when missing)."""
+        return load_segmentations(self.dataset, self.records, self.image_size)
+
+    @property
+    def has_segmentations(self) -> bool:
+        return bool(self.records) and all(self.dataset.segmentation_path(r).is_file() for r in self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass
+class ExperimentData:
+    dataset: ImageDataset
+    image_size: int
+    train: SplitData
+    val: SplitData
+    test: SplitData
+    run_dir: Path
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.dataset.classes)
+
+    @cached_property
+    def train_group_counts(self) -> dict[tuple[int, int], int]:
+        return group_counts(self.train.y, self.train.place)
+
+    def usual_place(self) -> dict[int, int]:
+        """Class index -> its majority place in training (the background that goes with it)."""
+        index = {c: i for i, c in enumerate(self.dataset.classes)}
+        return {index[y]: p for y, p in majority_groups(self.train_group_counts)}
+
+    def all_groups(self) -> list[tuple[int, int]]:
+        """Every ``(label index, place)`` group that occurs in some split (train, val or test)."""
+        return sorted({(int(c), int(p)) for s in (self.train, self.val, self.test)
+                       for c, p in zip(s.labels.tolist(), s.place.tolist(), strict=True)})
+
+
+def load_split(dataset: ImageDataset, name: str, image_size: int, classes: list[int] | None = None,
+               cache_dir: Path | None = None) -> SplitData:
+    """One split's images at the working size; labels are indices into ``classes`` (default the
+    dataset's). With ``cache_dir`` the images stay on disk (a DiskArray cached there)."""
+    index = {c: i for i, c in enumerate(classes if classes is not None else dataset.classes)}
+    records = dataset.split(name)
+    images = (image_cache(records, image_size, cache_dir, name) if cache_dir is not None
+              else load_images(records, image_size, desc=f"loading {name}"))
+    labels = np.array([index[r.y] for r in records], dtype=np.int64)
+    place = np.array([r.place for r in records], dtype=np.int64)
+    return SplitData(records, images, labels, place, dataset, image_size)  # type: ignore[arg-type]
+
+
+def load_experiment_data(data_dir: str | Path, image_size: int, run_dir: str | Path, stream: bool = False) -> ExperimentData:
+    """The three splits of the dataset at ``data_dir``; ``stream`` keeps every split's images on disk."""
+    dataset = read_dataset(data_dir)
+    cache = Path(run_dir) / "cache" if stream else None
+    train, val, test = (load_split(dataset, s, image_size, cache_dir=cache) for s in SPLITS)
+    return ExperimentData(dataset, image_size, train, val, test, Path(run_dir))
+
+
+def load_also_test(also_test: dict[str, str], data: ExperimentData) -> dict[str, SplitData]:
+    """The test splits of other datasets (e.g. TuxBirds' ``unseen`` beside ``seen``), scored by every model.
+
+    Their classes must be the training classes; a model trained once is then scored on each."""
+    splits = {}
+    for name, path in also_test.items():
+        dataset = read_dataset(path)
+        if sorted(dataset.classes) != sorted(data.dataset.classes):
+            raise AutoBackSwapError(f"{dataset.metadata_path}: --also-test {name}: classes {dataset.classes} are not "
+                                    f"the training classes {data.dataset.classes}")
+        splits[name] = load_split(dataset, "test", data.image_size, data.dataset.classes)
+    return splits

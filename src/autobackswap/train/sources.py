@@ -1,0 +1,159 @@
+"""Training-batch sources: each yields one epoch of ``(NCHW float in [0, 1], targets)`` batches.
+
+Every source has ``order(generator)`` (the epoch's index order) and ``batch(idx, generator)``;
+:func:`epoch_batches` walks the order in chunks. ERM's :class:`ArraySource` shuffles and flips,
+:class:`SwapSource` composes background swaps, and :class:`ShardedSource` gives each torchrun rank
+its share of every global batch. All randomness comes from an explicit ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ..compose.functional import SwapParams
+from ..compose.swap import BackgroundSwap, as_bank
+from ..data.stream import is_disk_backed
+from ..errors import AutoBackSwapError
+from ..runtime import DistInfo
+from ..tensors import to_tensor
+
+
+class BatchSource(Protocol):
+    """Yields one epoch of training batches: (NCHW float in [0, 1], labels)."""
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self, epoch: int, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+class ArraySource:
+    """Shuffled batches from in-memory arrays, with optional horizontal flips and per-sample weights."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        hflip: bool = True,
+        sample_weights: np.ndarray | None = None,
+    ) -> None:
+        # NHWC uint8; a DiskArray stays on disk and is read per batch (indexing it by a tensor gives a tensor)
+        self.images = images if is_disk_backed(images) else torch.from_numpy(np.ascontiguousarray(images))
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.hflip = hflip
+        self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        n = len(self.labels)
+        if self.sample_weights is not None:
+            return torch.multinomial(self.sample_weights, n, replacement=True, generator=generator)
+        return torch.randperm(n, generator=generator)
+
+    def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_tensor(self.images[idx])
+        return (maybe_flip(x, generator) if self.hflip else x), self.labels[idx]
+
+    def batches(
+        self, epoch: int, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return epoch_batches(self, batch_size, generator)
+
+
+def epoch_batches(source: Any, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of ``source.batch(idx, generator)`` over ``source.order(generator)``, in chunks of
+    ``batch_size`` (a last chunk of one image is dropped: a batch of one breaks BatchNorm)."""
+    order = source.order(generator)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2:
+            continue
+        yield source.batch(idx, generator)
+
+
+def maybe_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip each NCHW image horizontally with probability 0.5."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    if flip.any():
+        x[flip] = x[flip].flip(-1)
+    return x
+
+
+class SwapSource:
+    """The training-batch source used by the ``autobackswap`` and ``oracle`` methods."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, swap: BackgroundSwap, hflip: bool = True) -> None:
+        self.images = as_bank(images)
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.swap = swap
+        self.hflip = hflip
+        self.last_params: SwapParams | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.randperm(len(self.labels), generator=generator)
+
+    def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and targets for dataset indices ``idx``: the composites with their labels, and with
+        ``bg_only`` > 0 some inpainted backgrounds appended, the targets then class probabilities
+        (one-hot for the composites, uniform for the backgrounds)."""
+        params = self.swap.sample(idx, generator)
+        originals = self.images[idx].permute(0, 3, 1, 2)  # uint8 view; floats made only if needed
+        x = self.swap.apply(originals, idx, params)
+        self.last_params = params
+        y = self.labels[idx]
+        k = round(self.swap.config.bg_only * len(idx))
+        if k > 0:
+            k_classes = len(self.swap.donors)
+            x = torch.cat([x, self.swap.backgrounds_only(k, generator)])
+            y = torch.cat([torch.nn.functional.one_hot(y, k_classes).float(), torch.full((k, k_classes), 1.0 / k_classes)])
+        x = x.contiguous(memory_format=torch.channels_last)
+        return (maybe_flip(x, generator) if self.hflip else x), y
+
+    def batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return epoch_batches(self, batch_size, generator)
+
+
+def shard_batches(order: torch.Tensor, batch_size: int, rank: int, world_size: int) -> Iterator[torch.Tensor]:
+    """Rank ``rank``'s part of each global batch of ``batch_size`` indices of ``order``."""
+    if batch_size < 2 * world_size:
+        raise AutoBackSwapError(f"batch size {batch_size} is too small for {world_size} processes: "
+                                f"each needs at least 2 images per step (BatchNorm)")
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) < 2 * world_size:
+            continue
+        yield idx[rank::world_size]
+
+
+class ShardedSource:
+    """Wraps a batch source that has ``order(generator)`` and ``batch(idx, generator) -> (x, y)``:
+    every rank walks the same global batches and makes its own share of each."""
+
+    def __init__(self, source: Any, info: DistInfo, order_generator: torch.Generator) -> None:
+        for attr in ("order", "batch"):
+            if not hasattr(source, attr):
+                raise AutoBackSwapError(f"{type(source).__name__} cannot be sharded across processes "
+                                        f"(it has no {attr!r}); run this method in one process")
+        self.source = source
+        self.info = info
+        self.order_generator = order_generator
+        self.samples_seen = 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self.source.order(self.order_generator)
+        for idx in shard_batches(order, batch_size, self.info.rank, self.info.world_size):
+            self.samples_seen += len(idx)
+            yield self.source.batch(idx, generator)
