@@ -21,8 +21,8 @@ import numpy as np
 from _common import tuxbirds
 
 from autobackswap.data.grid import mask_to_grid
+from autobackswap.data.splits import load_experiment_data
 from autobackswap.detect import Detector, DetectorConfig, patch_labels
-from autobackswap.experiment import load_experiment_data
 from autobackswap.pipeline import PipelineConfig
 from autobackswap.separate.masks import refined_iou
 
@@ -54,29 +54,29 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data_dir = args.data or tuxbirds(Path("runs/bench/tuxbirds_data"), 1.0, 0, 64)["seen"]
-    pipe = PipelineConfig(label_budget=args.label_budget)
-    thr = 1.0 - pipe.t_tight
+    pipe = PipelineConfig.from_options({"label_budget": args.label_budget})
+    thr = 1.0 - pipe.separation.t_tight
     with tempfile.TemporaryDirectory() as tmp:
         data = load_experiment_data(data_dir, 64, tmp)
         images, seg = data.train.images, data.train.segmentations
         if seg is None:
             raise SystemExit(f"{data_dir}: needs segmentations/ to score masks")
-        gt = np.stack([mask_to_grid(m, pipe.grid, pipe.label_threshold) for m in seg]).astype(np.float32)
-        print(f"{data_dir}: {len(images)} train images, {args.label_budget} labels, refiner {pipe.refine}")
-        print(f"ceiling (ground-truth grid, refined): IoU {refined_iou(images, gt, seg, pipe.refine, thr):.3f}")
+        gt = np.stack([mask_to_grid(m, pipe.detector.grid, pipe.label_threshold) for m in seg]).astype(np.float32)
+        print(f"{data_dir}: {len(images)} train images, {args.label_budget} labels, refiner {pipe.separation.refine}")
+        print(f"ceiling (ground-truth grid, refined): IoU {refined_iou(images, gt, seg, pipe.separation.refine, thr):.3f}")
         print("| variant | settings | mask IoU | hold-out balanced patch acc | fit s |")
         print("|---|---|---|---|---|")
         for text in args.variant or DEFAULT_VARIANTS:
             name, params = parse_variant(text)
             ious, accs, secs = [], [], []
             for seed in (int(s) for s in args.seeds.split(",")):
-                idx, grids = patch_labels(data.dataset, data.train.records, 64, pipe.grid, None, args.label_budget,
+                idx, grids = patch_labels(data.dataset, data.train.records, 64, pipe.detector.grid, None, args.label_budget,
                                           pipe.label_threshold, seed)
                 t0 = time.perf_counter()
-                det = Detector(**{"grid": pipe.grid, "width": pipe.detector_width, "epochs": pipe.detector_epochs,
+                det = Detector(**{"grid": pipe.detector.grid, "width": pipe.detector.width, "epochs": pipe.detector.epochs,
                                   **params, "seed": seed}).fit(images[idx], grids)
                 secs.append(time.perf_counter() - t0)
-                ious.append(refined_iou(images, det.predict_proba(images), seg, pipe.refine, thr))
+                ious.append(refined_iou(images, det.predict_proba(images), seg, pipe.separation.refine, thr))
                 accs.append(det.holdout_balanced_accuracy_ or float("nan"))
             print(f"| {name} | {text.partition('=')[2] or 'library defaults'} | {np.mean(ious):.3f} ± {np.std(ious):.3f} "
                   f"| {np.mean(accs):.3f} | {np.mean(secs):.0f} |", flush=True)

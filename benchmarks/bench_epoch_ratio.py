@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from _common import synthetic
 
-from autobackswap.compose.swap import SwapSource
-from autobackswap.experiment import load_experiment_data
+from autobackswap.data.splits import load_experiment_data
 from autobackswap.pipeline import PipelineConfig, build_banks
-from autobackswap.train.loop import ArraySource, TrainConfig, train_one_epoch
+from autobackswap.train.loop import TrainConfig, train_one_epoch
 from autobackswap.train.models import create_model
+from autobackswap.train.sources import ArraySource, SwapSource
 
 
 def main() -> None:

@@ -34,10 +34,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autobackswap.data.splits import load_experiment_data
 from autobackswap.data.synthetic import make_synthetic
-from autobackswap.experiment import load_experiment_data
-from autobackswap.train.loop import TrainConfig, to_tensor
-from autobackswap.train.methods import METHODS
+from autobackswap.methods import MethodContext, make_method
+from autobackswap.tensors import to_tensor
+from autobackswap.train.loop import TrainConfig
 from autobackswap.train.models import create_model
 
 TARGET_THROUGHPUT = 400.0  # images/s
@@ -96,7 +97,7 @@ def main() -> None:
         n = len(data.train)
 
         start = time.perf_counter()
-        output = METHODS.get("erm")().run(data, cfg)
+        output = make_method("erm").run(data, cfg, MethodContext(data.run_dir))
         wall = time.perf_counter() - start
         assert output.fit is not None
         epochs = output.fit.epoch_seconds

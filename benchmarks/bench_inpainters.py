@@ -22,7 +22,8 @@ import time
 import numpy as np
 from _common import add_pipeline_args, pipeline_options, synthetic
 
-from autobackswap.experiment import ExperimentConfig, load_experiment_data, run_experiment
+from autobackswap.data.splits import load_experiment_data
+from autobackswap.experiment import ExperimentConfig, run_experiment
 from autobackswap.pipeline import PipelineConfig, fit_detector
 from autobackswap.separate.inpaint import INPAINTERS, create_inpainter
 from autobackswap.separate.masks import create_refiner
@@ -34,8 +35,9 @@ def inpaint_ms(data, names: list[str], options: dict, n: int = 200) -> dict[str,
     cfg = PipelineConfig.from_options(options)
     det, _ = fit_detector(data, cfg, seed=0, cache_dir=data.run_dir / "detectors")
     images = data.train.images[:n]
+    n = len(images)  # fewer when the train split is smaller
     p_fg = det.predict_proba(images)
-    refine = create_refiner(cfg.refine)
+    refine = create_refiner(cfg.separation.refine)
     holes = [masks_from_grid(images[i], p_fg[i], cfg.separation_config(0), refine)[1] for i in range(n)]
     out = {}
     for name in names:

@@ -26,12 +26,13 @@ from typing import Any
 
 from _common import SETTINGS, add_pipeline_args, pipeline_options, tuxbirds
 
-from autobackswap.compose.swap import BackgroundSwap, SwapSource
+from autobackswap.compose.swap import BackgroundSwap
 from autobackswap.evaluate.table import render_markdown
 from autobackswap.experiment import ExperimentConfig, run_experiment
-from autobackswap.pipeline import PipelineConfig, build_banks
+from autobackswap.methods.base import METHODS, MethodContext, MethodOutput, PipelineMethod
+from autobackswap.pipeline import PipelineConfig
 from autobackswap.train.loop import TrainConfig, fit
-from autobackswap.train.methods import METHODS, MethodOutput, PipelineMethod
+from autobackswap.train.sources import SwapSource
 
 SOURCES = ("learned", "oracle")
 
@@ -53,10 +54,10 @@ class MaskSplit(PipelineMethod):
     def settings(self) -> dict[str, Any]:
         return {"fg": self.fg, "bg": self.bg, **super().settings()}
 
-    def run(self, data: Any, cfg: TrainConfig) -> MethodOutput:
-        banks = {s: build_banks(data, self.pipeline, cfg.seed, oracle=s == "oracle") for s in {self.fg, self.bg}}
+    def run(self, data: Any, cfg: TrainConfig, ctx: MethodContext) -> MethodOutput:
+        banks = {s: ctx.build_banks(data, self.pipeline, cfg.seed, s == "oracle") for s in {self.fg, self.bg}}
         fg, bg = banks[self.fg].swap.fg, banks[self.bg].swap.bg
-        swap = BackgroundSwap(fg, bg, data.train.labels, self.pipeline.swap_config(), num_classes=data.num_classes)
+        swap = BackgroundSwap(fg, bg, data.train.labels, self.pipeline.swap, num_classes=data.num_classes)
         source = SwapSource(data.train.images, data.train.labels, swap, hflip=cfg.hflip)
         result = fit(source, data.val.images, data.val.labels, data.num_classes, cfg)
         return MethodOutput(result.model, result, {"mask_iou": banks[self.fg].info.get("mask_iou")})
@@ -77,7 +78,7 @@ def hole_stats(data: Any, options: dict[str, Any], run_dir: Path) -> None:
     for name, extra in (("grid, t_loose 0.9 (reference)", {}),
                         ("refined, t_loose 0.7, 2 px", {"hole": "refined", "t_loose": 0.7, "hole_dilate": 2})):
         cfg = PipelineConfig.from_options({**options, **extra})
-        sep, refine = cfg.separation_config(0), create_refiner(cfg.refine)
+        sep, refine = cfg.separation_config(0), create_refiner(cfg.separation.refine)
         holes[name] = [masks_from_grid(im, p, sep, refine)[1] for im, p in zip(images, p_fg, strict=True)]
     rows = [[name, f"{np.mean([h.mean() for h in hs]):.3f}",
              f"{np.mean([h[m].mean() for h, m in zip(hs, seg, strict=True) if m.any()]):.3f}"]
@@ -104,7 +105,7 @@ def main() -> None:
     cfg = ExperimentConfig(data=str(data["seen"]), methods=specs, seeds=[int(s) for s in args.seeds.split(",")],
                            image_size=args.image_size, train=TrainConfig(epochs=args.epochs), diagnostics=False,
                            also_test={"unseen": str(data["unseen"])}, method_options=pipeline_options(args))
-    from autobackswap.experiment import load_experiment_data
+    from autobackswap.data.splits import load_experiment_data
 
     hole_stats(load_experiment_data(data["seen"], args.image_size, args.out), cfg.method_options, Path(args.out))
     results = run_experiment(cfg, Path(args.out))

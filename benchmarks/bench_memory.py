@@ -6,7 +6,7 @@ disk (``--stream``), at two dataset sizes. Target: under 2 GB, and the same at b
 
 One synthetic set of max(sizes) training images is generated once (a few minutes for 20,000); the
 smaller sets reuse its images through their own metadata.csv. Each measurement runs in a fresh child
-process: ``load_streaming_data`` (images decoded once into an on-disk cache) -> ``build_banks``
+process: ``load_experiment_data(..., stream=True)`` (images decoded once into an on-disk cache) -> ``build_banks``
 (detector fit on 200 labels, separation of every training image on the local engine with
 ``--workers`` processes, swap banks packed on disk) -> ``--steps`` training steps of the classifier on
 composites read per batch -> one validation pass. It reports the child's peak RSS (VmHWM) after each
@@ -106,11 +106,10 @@ class FirstBatches:
 def child(data_dir: str, run_dir: str, mode: str, steps: int, workers: int, detector_epochs: int) -> dict[str, Any]:
     import torch
 
-    from autobackswap.compose.swap import SwapSource
-    from autobackswap.data.stream import load_streaming_data
-    from autobackswap.experiment import load_experiment_data
+    from autobackswap.data.splits import load_experiment_data
     from autobackswap.pipeline import PipelineConfig, build_banks
     from autobackswap.train.loop import TrainConfig, fit
+    from autobackswap.train.sources import SwapSource
 
     torch.set_num_threads(1)
     sampler = TreeSampler()
@@ -118,11 +117,10 @@ def child(data_dir: str, run_dir: str, mode: str, steps: int, workers: int, dete
     marks: dict[str, float] = {"start": vm_hwm_mb()}
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    loader = load_streaming_data if mode == "stream" else load_experiment_data
-    data = loader(data_dir, 64, run_dir)
+    data = load_experiment_data(data_dir, 64, run_dir, stream=mode == "stream")
     times["load"], marks["load"] = time.perf_counter() - t0, vm_hwm_mb()
     t0 = time.perf_counter()
-    banks = build_banks(data, PipelineConfig(detector_epochs=detector_epochs, workers=workers), seed=0)
+    banks = build_banks(data, PipelineConfig.from_options({"detector_epochs": detector_epochs, "workers": workers}), seed=0)
     times["detector+separation"], marks["detector+separation"] = time.perf_counter() - t0, vm_hwm_mb()
     t0 = time.perf_counter()
     cfg = TrainConfig(epochs=1, batch_size=128)

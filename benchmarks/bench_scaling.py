@@ -27,8 +27,8 @@ import numpy as np
 from _common import add_pipeline_args, pipeline_options, synthetic
 
 from autobackswap.data.images import read_rgb, resize_rgb
+from autobackswap.data.splits import load_experiment_data
 from autobackswap.detect.detector import Detector
-from autobackswap.experiment import load_experiment_data
 from autobackswap.io import encode_png
 from autobackswap.pipeline import PipelineConfig, fit_detector
 from autobackswap.separate.engines import SeparationJob, run_job
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     add_pipeline_args(ap)
     args = ap.parse_args()
-    pipeline = PipelineConfig(**pipeline_options(args))
+    pipeline = PipelineConfig.from_options(pipeline_options(args))
     logging.basicConfig(level=logging.WARNING)
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -13,10 +13,10 @@ import time
 
 from _common import add_pipeline_args, pipeline_options, synthetic
 
-from autobackswap.experiment import load_experiment_data
+from autobackswap.data.splits import load_experiment_data
 from autobackswap.pipeline import PipelineConfig, fit_detector
+from autobackswap.separate.engines import separate
 from autobackswap.separate.masks import REFINERS, refined_iou
-from autobackswap.separate.run import separate
 
 
 def main() -> None:
@@ -41,13 +41,13 @@ def main() -> None:
         print("| refiner | pixel IoU vs GT | ms / image |\n|---|---|---|")
         for name in REFINERS:
             t0 = time.perf_counter()
-            iou = refined_iou(images, p_fg, seg, name, 1 - cfg.t_tight)
+            iou = refined_iou(images, p_fg, seg, name, 1 - cfg.separation.t_tight)
             ms = (time.perf_counter() - t0) / len(images) * 1000
             print(f"| {name} | {iou:.3f} | {ms:.2f} |")
         t0 = time.perf_counter()
         separate(images, f"{tmp}/sep", cfg.separation_config(0), p_fg=p_fg)
         sep_s = time.perf_counter() - t0
-        print(f"\nseparation of {len(images)} images at 64 px ({cfg.inpainter}, {cfg.refine}): "
+        print(f"\nseparation of {len(images)} images at 64 px ({cfg.separation.inpainter}, {cfg.separation.refine}): "
               f"{predict_s + sep_s:.1f}s including detector inference ({predict_s:.1f}s)  [target ≤ 60 s]")
 
 

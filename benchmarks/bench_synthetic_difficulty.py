@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from autobackswap.data.splits import ExperimentData, SplitData, load_experiment_data
 from autobackswap.data.synthetic import make_synthetic
+from autobackswap.evaluate.results import evaluate_model
 from autobackswap.evaluate.table import render_text
-from autobackswap.experiment import ExperimentData, SplitData, evaluate_model, load_experiment_data
-from autobackswap.train.loop import ArraySource, TrainConfig, fit
+from autobackswap.train.loop import TrainConfig, fit
+from autobackswap.train.sources import ArraySource
 
 TARGET_ERM_WGA = 0.25  # at most
 TARGET_FG_ONLY = 0.95  # at least
