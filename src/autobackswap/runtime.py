@@ -31,11 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from . import seeding
 from .errors import AutoBackSwapError
 from .io import digest
 
@@ -136,8 +136,7 @@ def all_gather_object(obj: Any) -> list[Any]:
 
 def rank_generator(seed: int, rank: int) -> torch.Generator:
     """The per-rank augmentation / composition stream: differs per rank, reproducible per (seed, rank)."""
-    state = np.random.SeedSequence([seed, rank, 0xD15]).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return seeding.generator(seed, "rank", rank)
 
 
 def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:

@@ -16,13 +16,14 @@ STREAMS = (
     "detector_init",  # the detector's weights
     "detector_train",  # the detector's batch order and augmentation
     "separation",  # inpainting noise, per image (with the image index)
-    "composition",  # not used by the loop (it takes classifier_train); sheets and diagnostics
+    "composition",  # contact-sheet composites; BackSwapDataset items (with epoch and index)
     "classifier_init",  # the classifier's weights
     "classifier_train",  # the classifier's batch order, flips, swaps and augmentation
     "rank",  # the per-rank composition stream under torchrun (with the rank)
     "dfr",  # DFR's val halves and balanced subsets
-    "diagnostics",  # the diagnostic sets' donors and inpainting
-    "label_app",  # the labelling app's preview donors
+    "diagnostic_inpainting",  # the diagnostic sets' inpainting, per test image (with the index)
+    "diagnostic_donors",  # the diagnostic sets' background donors
+    "label_app",  # the labelling app's tie-breaking order (0) and preview donors (1)
 )
 
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import torch
 
+from .. import seeding
 from ..data.images import image_grid
 from ..io import write_png
 from ..tensors import to_images, to_tensor
@@ -67,7 +68,7 @@ def separation_sheet(
 def composites_for(swap: BackgroundSwap, images: np.ndarray, indices: np.ndarray, k: int, seed: int) -> np.ndarray:
     """``k`` composites per index from a :class:`~autobackswap.compose.BackgroundSwap` (forced p=1)."""
     idx = torch.as_tensor(np.repeat(indices, k), dtype=torch.long)
-    params = swap.sample(idx, torch.Generator().manual_seed(seed), p=1.0)
+    params = swap.sample(idx, seeding.generator(seed, "composition"), p=1.0)
     out = swap.apply(to_tensor(images[idx.numpy()]), idx, params)
     arr = to_images(out)
     return arr.reshape(len(indices), k, *arr.shape[1:])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import seeding
 from ..data.stream import DiskArray
 from ..tensors import to_tensor
 from .functional import (
@@ -124,8 +125,7 @@ class BackgroundSwap:
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     """A generator for one (seed, epoch, index): independent of worker, order and process."""
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return seeding.generator(seed, "composition", epoch, index)
 
 
 class BackSwapDataset(torch.utils.data.Dataset):

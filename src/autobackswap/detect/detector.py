@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import seeding
 from ..errors import AutoBackSwapError, NotFittedError
 from ..io import atomic_open
 from .model import BACKBONES, create_backbone
@@ -144,13 +145,13 @@ class Detector:
         cfg = self.config
         grids = np.asarray(grids, dtype=bool)
         check_fit_inputs(images, grids, cfg.grid)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
+        generator = seeding.generator(cfg.seed, "detector_train")
+        rng = seeding.rng(cfg.seed, "detector_split")
         order = rng.permutation(len(images))
         n_hold = int(round(cfg.holdout * len(images))) if len(images) >= 10 else 0
         hold, train = order[:n_hold], order[n_hold:]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(seeding.int_seed(cfg.seed, "detector_init"))
             model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)
         x_all = _to_tensor(images)
         t_all = torch.from_numpy(grids.astype(np.float32))

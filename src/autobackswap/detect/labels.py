@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import seeding
 from ..data.grid import mask_to_grid
 from ..data.labelstore import LabelStore
 from ..data.layout import ImageDataset, Record, load_segmentations, read_masks_csv
@@ -49,7 +50,7 @@ def patch_labels(
     """
     if budget <= 0:
         raise AutoBackSwapError(f"the label budget must be positive, got {budget}")
-    rng = np.random.default_rng(seed)
+    rng = seeding.rng(seed, "label_sample")
     position = {r.img_filename: i for i, r in enumerate(train_records)}
     if source is not None:
         labels = read_label_source(source, dataset)

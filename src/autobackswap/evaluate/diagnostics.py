@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import seeding
 from ..separate.inpaint import create_inpainter
 from ..separate.masks import create_refiner
 from ..separate.run import SeparationConfig, masks_from_grid, masks_from_segmentation, separate_one
@@ -128,7 +129,7 @@ def build_diagnostic_sets(
         else:
             assert p_fg is not None and refine is not None
             alpha, hole = masks_from_grid(images[i], p_fg[i], cfg, refine)
-        fg, bg, status = separate_one(images[i], alpha, hole, cfg, inpaint, np.random.default_rng([seed, i]))
+        fg, bg, status = separate_one(images[i], alpha, hole, cfg, inpaint, seeding.rng(seed, "diagnostic_inpainting", i))
         statuses[status] += 1
         if status == "ok":
             fgs.append(fg)
@@ -139,7 +140,7 @@ def build_diagnostic_sets(
                          "the diagnostics need at least 2")
     index = np.asarray(keep, np.int64)
     lab, pl = np.asarray(labels)[index], np.asarray(place)[index]
-    same_d, rand_d, fallbacks = draw_donors(lab, pl, usual_place, np.random.default_rng([seed, 1]), same)
+    same_d, rand_d, fallbacks = draw_donors(lab, pl, usual_place, seeding.rng(seed, "diagnostic_donors"), same)
     gray = np.full_like(bgs[0], GRAY)
     out = {
         "original": np.asarray(images)[index],

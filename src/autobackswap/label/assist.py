@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import seeding
 from ..data.labelstore import LabelStore
 from ..data.layout import Record, load_images
 from ..detect.detector import Detector
@@ -98,7 +99,7 @@ class Assistant:
         self._images = images
         self._load = load or (lambda recs, size: load_images(recs, size, desc="loading train images"))
         self._position = {r.img_filename: i for i, r in enumerate(self.records)}
-        self._tie = np.random.default_rng(self.config.seed).permutation(len(self.records)).argsort()
+        self._tie = seeding.rng(self.config.seed, "label_app", 0).permutation(len(self.records)).argsort()
         self._cond = threading.Condition()
         self._images_lock = threading.Lock()
         self._pending = False

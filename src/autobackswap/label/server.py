@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import seeding
 from ..data.grid import grid_to_mask, grid_to_string
 from ..data.images import read_rgb
 from ..data.labelstore import LabelError, LabelStore, validate_mask
@@ -376,7 +377,7 @@ class LabelApp:
 
     def _preview_sample(self, count: int) -> list[int]:
         """A seeded sample of train images, alternating between classes."""
-        rng = np.random.default_rng(self.seed + 1)
+        rng = seeding.rng(self.seed, "label_app", 1)
         by_class: dict[int, list[int]] = {}
         for i in rng.permutation(len(self.records)).tolist():
             by_class.setdefault(self.records[i].y, []).append(i)
@@ -434,7 +435,7 @@ class LabelApp:
 
         def separated(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             alpha, hole = masks_from_grid(images[i], state.p_fg[i], cfg, refine)
-            fg, bg, _ = separate_one(images[i], alpha, hole, cfg, inpaint, np.random.default_rng([self.seed, i]))
+            fg, bg, _ = separate_one(images[i], alpha, hole, cfg, inpaint, seeding.rng(self.seed, "separation", i))
             return alpha, fg, bg
 
         alpha, fg, bg = separated(index)

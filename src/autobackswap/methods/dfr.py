@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import seeding
 from ..data.splits import ExperimentData
 from ..tensors import to_tensor
 from ..train.loop import TrainConfig
@@ -130,7 +131,7 @@ class DFR(Method):
         erm = ctx.shared_erm(data, cfg)
         if not hasattr(erm, "forward_features") or not isinstance(getattr(erm, "head", None), nn.Linear):
             return MethodOutput(None, None, skipped=f"model {cfg.model!r} has no forward_features / linear head")
-        rng = np.random.default_rng([cfg.seed, 7919 + int(self.params.seed_offset)])
+        rng = seeding.rng(cfg.seed, "dfr", int(self.params.seed_offset))
         feats = features(erm, data.val.images)
         labels = torch.as_tensor(data.val.labels, dtype=torch.long)
         notes = [f"balanced val subset: {int(counts.min())} per group x {len(groups_all)} groups; "

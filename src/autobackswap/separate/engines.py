@@ -7,7 +7,7 @@ single-process local engine:
   inference runs over one whole chunk at a time, so every image sees the same batch, whichever
   engine, worker or resumed run computes it (a convolution's floats can depend on the batch it runs
   in).
-* Each image's randomness is ``np.random.default_rng([seed, index])`` and PNG encoding is
+* Each image's randomness is the ``separation`` stream of :mod:`autobackswap.seeding` with its index and PNG encoding is
   deterministic, so the files do not depend on the order in which images are processed.
 * Resuming: an image is done when both of its files exist (:func:`~.run.is_done`, written
   atomically, foreground last). Chunks with nothing left are skipped; a chunk with some work left
@@ -46,6 +46,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .. import seeding
 from ..data.images import decode_images, decode_masks
 from ..data.stream import DiskArray, write_npy
 from ..detect.detector import Detector
@@ -204,7 +205,7 @@ def separate_items(out_dir: str | Path, cfg: SeparationConfig, kind: str, indice
             alpha, hole = masks_from_grid(image, masks[k], cfg, refine)
         else:
             alpha, hole = masks_from_segmentation(np.ascontiguousarray(masks[k]))
-        fg, bg, status = separate_one(image, alpha, hole, cfg, inpaint, np.random.default_rng([cfg.seed, i]))
+        fg, bg, status = separate_one(image, alpha, hole, cfg, inpaint, seeding.rng(cfg.seed, "separation", i))
         write_png(out / "bg" / f"{i:06d}.png", bg)
         write_png(out / "fg" / f"{i:06d}.png", fg)  # written last: its existence marks the image done
         statuses.append(status)

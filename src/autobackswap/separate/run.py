@@ -9,7 +9,7 @@ Outputs, one file pair per image, written atomically so a killed run resumes whe
 
 An image is *done* when both of its files exist. The engines (:mod:`.engines`) run these steps over a
 whole split. Each image draws its randomness from
-``np.random.default_rng([seed, index])``, so the output does not depend on order or resumption.
+the ``separation`` stream of :mod:`autobackswap.seeding` with its index, so the output does not depend on order or resumption.
 An image with no foreground (``no_fg``) or only foreground (``all_fg``) keeps its original pixels:
 its cut-out alpha is all 0 / all 255 and its background is the original image; both are counted.
 """

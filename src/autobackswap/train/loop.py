@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .. import runtime
+from .. import runtime, seeding
 from ..errors import DataError, NotFittedError
 from ..io import atomic_open
 from ..runtime import is_main
@@ -150,7 +150,7 @@ def fit(
     generator drives augmentation and composition.
     """
     info = runtime.current()
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = seeding.generator(cfg.seed, "classifier_train")
     if info.enabled:
         source = ShardedSource(source, info, order_generator=generator)
         generator = runtime.rank_generator(cfg.seed, info.rank)
@@ -200,7 +200,7 @@ def prepare_model(model: nn.Module | None, cfg: TrainConfig, num_classes: int, d
     restored after), channels-last on ``device``."""
     if model is None:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(seeding.int_seed(cfg.seed, "classifier_init"))
             model = create_model(cfg.model, num_classes, cfg.model_weights, width=cfg.width, **cfg.model_kwargs)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model.to(device)
