@@ -6,12 +6,15 @@
 * ``make_fake_waterbirds(root, ...)``: a tiny fake in the exact ``waterbird_complete95_forest2water2``
   layout (class folders at the dataset root, JPEG images, ``metadata.csv`` with
   ``img_id,img_filename,y,split,place,place_filename``, ``segmentations/`` and ``masks.csv``).
+* ``make_readonly(path)``: make a file or folder read-only for the test (root included).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +117,32 @@ def make_fake_waterbirds(
 def fake_waterbirds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only ``make_fake_waterbirds`` dataset with the default arguments."""
     return make_fake_waterbirds(tmp_path_factory.mktemp("fake_waterbirds") / "waterbird_complete95_forest2water2")
+
+
+@pytest.fixture
+def make_readonly() -> Iterator[Callable[[Path], Path]]:
+    """``make_readonly(path)`` makes a file or folder read-only for this process, root included (mode
+    bits, plus the immutable attribute via ``chattr +i`` when running as root, whom modes do not stop);
+    everything is made writable again after the test. Skips where root cannot set the attribute."""
+    changed: list[tuple[Path, int, bool]] = []
+
+    def make(path: Path) -> Path:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~0o222)
+        immutable = False
+        if os.geteuid() == 0:
+            done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+            if done.returncode != 0:
+                path.chmod(mode)
+                pytest.skip("running as root without chattr +i: cannot make a path read-only")
+            immutable = True
+        changed.append((path, mode, immutable))
+        return path
+
+    try:
+        yield make
+    finally:
+        for path, mode, immutable in reversed(changed):
+            if immutable:
+                subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
+            path.chmod(mode)

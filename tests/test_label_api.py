@@ -21,12 +21,14 @@ from autobackswap.data.grid import grid_to_string, mask_to_grid
 from autobackswap.data.images import read_rgb
 from autobackswap.data.labelstore import LabelStore
 from autobackswap.data.layout import load_segmentations, read_dataset
+from autobackswap.errors import DataError
 from autobackswap.label.assist import Assistant, AssistConfig, next_refresh, patch_entropy, uncertainty_order
 from autobackswap.label.server import create_app
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 G = 16
+LOCAL = "http://localhost"  # the test client's base URL: a Host header the app accepts (not "testserver")
 TINY_DETECTOR = {"width": 8, "epochs": 4}
 
 
@@ -37,7 +39,7 @@ def fast_assist(k: int = 4) -> AssistConfig:
 @pytest.fixture
 def client(tiny_synthetic: Path, tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(tiny_synthetic, tmp_path / "labels.sqlite", grid=G, budget=10, assist_config=fast_assist())
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -101,20 +103,20 @@ def test_no_path_traversal(client: TestClient, url: str) -> None:
     assert "img_filename" not in r.text and "root:" not in r.text
 
 
-def test_metadata_row_pointing_outside_the_dataset_is_not_served(tiny_synthetic: Path, tmp_path: Path) -> None:
+def test_metadata_row_pointing_outside_the_dataset_is_refused(tiny_synthetic: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(tiny_synthetic, data)
     secret = tmp_path / "secret.png"
     Image.new("RGB", (32, 32), (1, 2, 3)).save(secret)
+    n_lines = len((data / "metadata.csv").read_text().splitlines())
     with open(data / "metadata.csv", "a", newline="") as fh:
         header = (data / "metadata.csv").read_text().splitlines()[0].split(",")
         row = {"img_filename": "../secret.png", "y": "0", "split": "0", "place": "0", "img_id": "secret"}
         csv.writer(fh).writerow([row.get(col, "") for col in header])
-    app = create_app(data, tmp_path / "labels.sqlite", assist=False)
-    with TestClient(app) as c:
-        index = next(i["index"] for i in c.get("/api/images").json()["items"] if i["id"] == "secret")
-        r = c.get(f"/api/images/{index}.png")
-        assert r.status_code == 403 and "outside the dataset folder" in r.json()["detail"]
+    with pytest.raises(DataError) as exc:  # the reader refuses the row, as the image route would (403)
+        create_app(data, tmp_path / "labels.sqlite", assist=False)
+    assert exc.value.row == n_lines + 1 and "leaves the dataset folder" in str(exc.value)
+    assert not (tmp_path / "labels.sqlite").exists()
 
 
 # ----------------------------------------------------------------------------- writing
@@ -132,9 +134,9 @@ def test_put_get_delete_label(client: TestClient) -> None:
 
 def test_labels_survive_a_restart(tiny_synthetic: Path, tmp_path: Path) -> None:
     db = tmp_path / "labels.sqlite"
-    with TestClient(create_app(tiny_synthetic, db, assist=False)) as c:
+    with TestClient(create_app(tiny_synthetic, db, assist=False), base_url=LOCAL) as c:
         c.put("/api/labels/5", json={"mask": one((7, 7))})
-    with TestClient(create_app(tiny_synthetic, db, assist=False)) as c:
+    with TestClient(create_app(tiny_synthetic, db, assist=False), base_url=LOCAL) as c:
         assert c.get("/api/labels/5").json()["mask"] == one((7, 7))
         assert c.get("/api/info").json()["n_labelled"] == 1
 
@@ -184,7 +186,7 @@ def test_host_and_origin_checks(client: TestClient) -> None:
     assert r.status_code == 403 and "cross-origin" in r.json()["detail"]
     assert client.post("/api/import", content=b"info,mask\n", headers={"origin": "null"}).status_code == 403
     assert stored(client) == {}
-    r = client.put("/api/labels/1", json={"mask": one((1, 1))}, headers={"origin": "http://testserver"})
+    r = client.put("/api/labels/1", json={"mask": one((1, 1))}, headers={"origin": LOCAL})
     assert r.status_code == 200
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import AutoBackSwapError
 
@@ -21,6 +21,24 @@ def csv_ints(text: str) -> list[int]:
 
 def csv_strs(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {port}")
+    return port
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``prog: error: message``) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def named_path(text: str) -> tuple[str, str]:
@@ -221,8 +239,10 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate.results import evaluate_checkpoint
     from .evaluate.table import group_table
-    from .io import write_json
+    from .io import check_writable_file, write_json
 
+    if args.out:
+        check_writable_file(args.out, "--out")
     metrics = evaluate_checkpoint(args.data, args.checkpoint, args.split)
     print(json.dumps({k: v for k, v in metrics.items() if k != "groups"}, indent=2))
     print(group_table(metrics))
@@ -286,6 +306,7 @@ def _fit_detector(args: argparse.Namespace) -> int:
     if args.detector_epochs is not None:
         options["detector_epochs"] = args.detector_epochs
     cfg = PipelineConfig.from_options(options)
+    cfg.check_inputs()
     data = load_experiment_data(args.data, args.image_size, args.out)
     det, info = fit_detector(data, cfg, args.seed)
     det.save(args.out / "detector.pt")
@@ -313,8 +334,9 @@ def _separate(args: argparse.Namespace) -> int:
     from .pipeline import PipelineConfig, run_separation
 
     cfg = PipelineConfig.from_options(method_options(args))
-    data = load_data(args)
+    cfg.check_inputs()
     detector = Detector.load(args.detector) if args.detector else None
+    data = load_data(args)
     banks = run_separation(data, cfg, args.seed, oracle=args.oracle, detector=detector)
     print(json.dumps(banks.info, indent=2))
     print(f"separation: {banks.info['separation']}")
@@ -357,7 +379,7 @@ def _label_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", type=Path, default=None, help="label store (default DATA/labels.sqlite)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only; another host exposes the app)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--port", type=port_number, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--grid", type=int, default=None, help="patch grid G (default: the store's G, else 16)")
     p.add_argument("--budget", type=int, default=200, help="label budget, the progress counter's target (default 200)")
     p.add_argument("--assist-after", type=int, default=20, metavar="K",
@@ -374,24 +396,24 @@ def _label_args(p: argparse.ArgumentParser) -> None:
 def _label(args: argparse.Namespace) -> int:
     from .data.labelstore import LabelStore
     from .data.layout import read_dataset
-    from .label.server import LOCAL_HOSTS, create_app, serve
+    from .label.server import allowed_hosts_for, create_app, serve
 
     db = args.db if args.db is not None else args.data / "labels.sqlite"
     if args.import_csv is not None or args.export_csv is not None:
         dataset = read_dataset(args.data)
         if args.import_csv is None and not db.is_file():
             raise AutoBackSwapError(f"{db}: label store not found (nothing to export)")
-        store = LabelStore(db, grid=args.grid)
+        store = LabelStore(db, grid=args.grid, readonly=args.import_csv is None)  # an export only reads
         if args.import_csv is not None:
             print(f"imported {store.import_csv(args.import_csv, dataset)} labels from {args.import_csv} into {db}")
         if args.export_csv is not None:
             print(f"exported {store.export_csv(args.export_csv, dataset)} labels from {db} to {args.export_csv}")
         return 0
-    grid = args.grid or (LabelStore(db).grid if db.is_file() else None) or 16
-    local = args.host in ("127.0.0.1", "localhost")
+    grid = args.grid or (LabelStore(db, readonly=True).grid if db.is_file() else None) or 16
+    allowed_hosts = allowed_hosts_for(args.host)  # None: not a loopback address
+    local = allowed_hosts is not None
     app = create_app(args.data, db, grid=grid, budget=args.budget, assist_after=args.assist_after,
-                     assist=not args.no_assist, image_size=args.image_size,
-                     allowed_hosts=LOCAL_HOSTS if local else None)
+                     assist=not args.no_assist, image_size=args.image_size, allowed_hosts=allowed_hosts)
     info = app.state.labeller.info()
     print(f"labelling {info['n_train']} training images of {args.data} ({grid}x{grid} patches); "
           f"{info['n_labelled']} labelled so far; labels are saved to {db}")
@@ -460,7 +482,7 @@ PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="autobackswap",
         description="Make image classifiers robust to spurious backgrounds (AutoBackSwap).",
     )
@@ -483,10 +505,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
-    except (AutoBackSwapError, KeyError, ValueError, FileNotFoundError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"autobackswap {args.command}: error: {message}", file=sys.stderr)
+    except (AutoBackSwapError, KeyError, ValueError, OSError, MemoryError) as exc:
+        print(f"autobackswap {args.command}: error: {error_line(exc)}", file=sys.stderr)
         return 2
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an error a user can act on: its message, and for an OSError the path it concerns."""
+    if isinstance(exc, KeyError) and exc.args:
+        message = str(exc.args[0])
+    elif isinstance(exc, OSError) and not isinstance(exc, AutoBackSwapError):
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        message = f"{paths}: {reason}" if paths else reason
+    elif isinstance(exc, MemoryError):
+        message = "out of memory (a smaller --image-size, --batch-size or --stream may help)"
+    else:
+        message = str(exc) or type(exc).__name__
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from typing import Any
 from torch import nn
 
 from . import runtime
+from .data.images import check_image_size
 from .data.splits import ExperimentData, SplitData, load_also_test, load_experiment_data
 from .errors import AutoBackSwapError
 from .evaluate.report import write_report
@@ -51,9 +52,11 @@ from .evaluate.results import (
     split_groups,
 )
 from .evaluate.runner import DiagnosticsRunner, finish_diagnostics
-from .io import fingerprint, json_digest, write_json
+from .io import check_writable_dir, fingerprint, json_digest, remove_stale_temps, write_json
 from .methods import METHODS, MethodContext, make_method, parse_method_spec
 from .methods.base import expand_methods
+from .options import check_range
+from .tensors import check_weights_file
 from .train.loop import TrainConfig, load_classifier, save_classifier
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,18 @@ class ExperimentConfig:
     diagnostics_same: str = "majority"  # mixed_same donors: "majority" (usual background) or "class"
     report: bool = True  # write RUN/report.html and RUN/report.md
     also_test: dict[str, str] = field(default_factory=dict)  # name -> another dataset whose test split is also scored
+
+    def __post_init__(self) -> None:
+        """Refuse a run that would train nothing or cannot work, before any data is loaded."""
+        if not self.methods or not all(isinstance(m, str) and m.strip() for m in self.methods):
+            raise ValueError(f"methods: give at least one method (e.g. erm,autobackswap), got {self.methods!r}")
+        if not self.seeds:
+            raise ValueError(f"seeds: give at least one seed (e.g. 0,1,2), got {self.seeds!r}")
+        for seed in self.seeds:
+            check_range("seeds", seed, 0, 2**63 - 1, integer=True)
+        for budget in self.label_budgets:
+            check_range("label_budgets", budget, 1, 100_000_000, integer=True)
+        check_image_size(self.image_size)
 
 
 LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0}  # TrainConfig fields and their defaults
@@ -126,15 +141,17 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     results survive a crash), the diagnostics and the report, and return the results."""
     run_dir = Path(run_dir).absolute()  # recorded paths (contact sheets, detectors) do not depend on the cwd
     specs = expand_methods(cfg.methods, cfg.label_budgets)
-    for spec in specs:
-        make_method(spec, cfg.method_options)  # fail fast on an unknown method or option, before loading anything
+    for spec in specs:  # fail fast on an unknown method, option or input file, before loading anything
+        make_method(spec, cfg.method_options).check_inputs()
+    check_inputs(cfg.train, run_dir)
     data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir)
     ctx = ctx or MethodContext(data.run_dir)
     also = load_also_test(cfg.also_test, data)
     digest = data_digest(data)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run_dir / "models")  # left by a killed run
     results: dict[str, Any] = {"dataset": str(cfg.data), "config": asdict(cfg), "run_dir": str(data.run_dir),
-                               "methods": {},
+                               "complete": False, "pending": list(specs), "methods": {},
                                "train_groups": split_groups(data.train), "val_groups": split_groups(data.val)}
     write_json(run_dir / "config.json", asdict(cfg))
     diag = DiagnosticsRunner(data, cfg.method_options, same=cfg.diagnostics_same) if cfg.diagnostics else None
@@ -159,7 +176,8 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
                     pending.append((run, model))
         finalize_entry(entry, runs, skipped)
         results["methods"][spec] = entry
-        write_json(run_dir / "results.json", results)
+        results["pending"] = [s for s in specs if s not in results["methods"]]
+        write_json(run_dir / "results.json", results)  # "complete": false until the end: a killed run shows it
     if diag is not None:
         if pending and diag.ready(final=True):
             for run, model in pending:
@@ -169,10 +187,18 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     curve = label_efficiency(results) if cfg.label_budgets else None
     if curve is not None:
         results["label_efficiency"] = curve
+    results["complete"], results["pending"] = True, []
     write_json(run_dir / "results.json", results)
     if cfg.report:
         write_report(run_dir, results)
     return results
+
+
+def check_inputs(train: TrainConfig, out: Path) -> None:
+    """Before any work: the output folder can be written and the weights file, if any, is one."""
+    check_writable_dir(out, "run folder")
+    if train.model_weights:
+        check_weights_file(train.model_weights, "classifier weights file")
 
 
 def train_or_reuse(spec: str, seed: int, cfg: ExperimentConfig, data: ExperimentData, ctx: MethodContext,
@@ -228,6 +254,8 @@ def train_single(cfg: ExperimentConfig, out: str | Path, stream: bool = False) -
     out = Path(out)
     spec, train_cfg = cfg.methods[0], replace(cfg.train, seed=cfg.seeds[0])
     method = make_method(spec, cfg.method_options)
+    method.check_inputs()
+    check_inputs(train_cfg, out)
     with runtime.main_process_first():  # rank 0 writes the image caches (--stream) first
         data = load_experiment_data(cfg.data, cfg.image_size, out, stream=stream)
     start = time.perf_counter()

@@ -1,11 +1,16 @@
 """Atomic file writes (a temp file in the same folder, then ``os.replace``) and the one digest helper.
 
 A killed run never leaves a half-written file under the final name, so "the file exists" always
-means "the file is complete".
+means "the file is complete": the temp file is flushed to disk (``fsync``) before it is renamed, and
+it gets the mode an ordinary ``open`` would give (``0o666`` less the umask), so outputs are readable by
+the user's group when the umask says so. :func:`remove_stale_temps` deletes the hidden temp files a
+killed run left behind; :func:`check_writable_dir` says, before any work, whether an output folder can
+be written.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -19,16 +24,46 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
+from .errors import AutoBackSwapError
+
+TEMP_SUFFIX = ".tmp"  # atomic_open's temp files: ".<name>.<random>.tmp" beside the final file
+
+
+@functools.cache
+def current_umask() -> int:
+    """The process umask, read once: from ``/proc/self/status`` where there is one (no side effect),
+    else by setting and restoring it (``os.umask`` can only be read by changing it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode of a new file under the current umask (what ``open(path, "w")`` creates)."""
+    return 0o666 & ~current_umask()
+
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path``; rename it over ``path`` only if the block succeeds."""
+    """Open a temporary sibling of ``path``; rename it over ``path`` only if the block succeeds.
+
+    The temp file is flushed and ``fsync``-ed before the rename and gets :func:`file_mode` (``mkstemp``
+    creates it ``0o600``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
+            fh.flush()
+            os.fchmod(fh.fileno(), file_mode())
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -36,6 +71,68 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete the hidden temp files (``.<name>.<random>.tmp``) that killed runs left in ``folder``; how many.
+
+    Call it only where no other process is writing into ``folder`` (a resumed run owns its folder)."""
+    removed = 0
+    try:
+        candidates = list(Path(folder).glob(f".*{TEMP_SUFFIX}"))
+    except OSError:
+        return 0
+    for stale in candidates:
+        try:
+            if stale.is_file():
+                stale.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def check_writable_dir(path: str | Path, what: str = "output folder") -> Path:
+    """``path`` if a command can write into it (an existing writable folder, or a missing one whose nearest
+    existing parent is a writable folder); else an :class:`AutoBackSwapError` naming it. Creates nothing."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():
+            raise AutoBackSwapError(f"{path}: {what} is a broken symbolic link ({probe})")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise AutoBackSwapError(f"{path}: {what} cannot be created: {probe} is a file, not a folder")
+    if not _can_create_in(probe):
+        where = "is" if probe == path else f"would be created in {probe}, which is"
+        raise AutoBackSwapError(f"{path}: {what} {where} not writable")
+    return path
+
+
+def check_writable_file(path: str | Path, what: str = "output file") -> Path:
+    """``path`` if a file can be written there (not a folder; its folder writable or creatable); else an
+    :class:`AutoBackSwapError` naming it. Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise AutoBackSwapError(f"{path}: {what} is a folder; give a file name")
+    check_writable_dir(path.parent, f"folder of {what}")
+    return path
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: asked of the file system itself (a temp file made and
+    removed at once), so read-only mounts, ACLs and immutable folders count, for root too."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".autobackswap-write-check.", suffix=TEMP_SUFFIX, dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -7,6 +7,7 @@ valid ones. :data:`ALIASES` holds the accepted alternative names.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -63,3 +64,28 @@ def parse_options(owner: str, options: Mapping[str, Any], kinds: Mapping[str, An
 def field_kinds(cls: type) -> dict[str, Any]:
     """``{field: annotation}`` of a dataclass, with postponed annotations resolved."""
     return typing.get_type_hints(cls)
+
+
+def check_range(name: str, value: Any, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
+                open_lo: bool = False, open_hi: bool = False) -> None:
+    """A ValueError naming ``name`` unless ``value`` is a finite number (a whole one with ``integer``) in
+    ``[lo, hi]`` (``(lo`` / ``hi)`` with ``open_lo`` / ``open_hi``; ``None`` leaves that side open).
+
+    The config dataclasses call it in ``__post_init__``, so a value no run can use (``epochs=0``, a
+    threshold of 5, a NaN learning rate) is refused before any data is loaded."""
+    left, right = "(" if open_lo or lo is None else "[", ")" if open_hi or hi is None else "]"
+    kind = "an integer" if integer else "a number"
+    wanted = f"{kind} in {left}{'-inf' if lo is None else _short(lo)}, {'inf' if hi is None else _short(hi)}{right}"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    ok = math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if open_lo else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if open_hi else value <= hi
+    if not ok:
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+
+
+def _short(bound: float) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)

@@ -21,13 +21,14 @@ from .data.grid import mask_to_grid
 from .data.splits import ExperimentData
 from .data.stream import is_disk_backed, mask_cache
 from .detect.detector import Detector, DetectorConfig, balanced_accuracy
-from .detect.labels import patch_labels
+from .detect.labels import check_label_source, patch_labels
 from .errors import AutoBackSwapError
 from .io import fingerprint, json_digest
-from .options import field_kinds, parse_options
+from .options import check_range, field_kinds, parse_options
 from .separate.engines import ENGINES, SeparationJob, pack_banks, read_result, run_job
 from .separate.masks import pixel_iou, refined_iou
 from .separate.run import SeparationConfig, load_banks
+from .tensors import check_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,9 @@ class PipelineConfig:
     ray_address: str = ""  # an existing Ray cluster ("auto", "ray://head:10001"); "" starts a local instance
 
     def __post_init__(self) -> None:
-        if self.label_budget <= 0:
-            raise ValueError(f"label_budget must be positive, got {self.label_budget}")
+        check_range("label_budget", self.label_budget, 1, 100_000_000, integer=True)
+        check_range("label_threshold (a fraction of a patch)", self.label_threshold, 0.0, 1.0)
+        check_range("workers", self.workers, 0, 4096, integer=True)
         ENGINES.get(self.engine)  # KeyError listing the valid names
 
     @classmethod
@@ -106,6 +108,13 @@ class PipelineConfig:
 
     def separation_config(self, seed: int) -> SeparationConfig:
         return replace(self.separation, seed=seed)
+
+    def check_inputs(self) -> None:
+        """Check the files the options name (``labels``, ``detector_weights``) before any work."""
+        if self.labels is not None:
+            check_label_source(self.labels)
+        if self.detector.weights is not None:
+            check_weights_file(self.detector.weights, "detector weights file")
 
 
 def detector_checkpoint(detector: Detector, cache_dir: Path, saved: str | None = None) -> tuple[Path, str]:
@@ -183,8 +192,8 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
             detector, det_info = fit_detector(data, cfg, seed, data.run_dir / "detectors")
             info.update(det_info)
         checkpoint, weights = detector_checkpoint(detector, data.run_dir / "detectors", info.get("detector"))
-        digest = sep_cfg.digest(f"{data.image_size}:{info.get('detector')}:{detector.config.grid}:{weights}"
-                                f":{fingerprint(train.images)}")
+        # keyed by the detector's weights (its content), never by a path: a moved run folder is reused
+        digest = sep_cfg.digest(f"{data.image_size}:{detector.config.grid}:{weights}:{fingerprint(train.images)}")
         out = data.run_dir / "separation" / f"abs_{digest}"
         job = SeparationJob(out, sep_cfg, detector=str(checkpoint), extra_config={"detector": info.get("detector")},
                             **manifest)

@@ -31,6 +31,8 @@ def seed_sequence(seed: int, stream: str, *extra: int) -> np.random.SeedSequence
     """The :class:`~numpy.random.SeedSequence` of ``stream`` (and optional sub-keys, e.g. a rank)."""
     if stream not in STREAMS:
         raise KeyError(f"unknown random stream {stream!r}; valid names: {', '.join(STREAMS)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     return np.random.SeedSequence(seed, spawn_key=(STREAMS.index(stream), *extra))
 
 

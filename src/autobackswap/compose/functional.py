@@ -26,10 +26,11 @@ class JitterConfig:
     shift: float = 0.15
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.scale[0] <= self.scale[1]:
-            raise ValueError(f"jitter scale must satisfy 0 < min <= max, got {self.scale}")
-        if self.rotation < 0 or self.shift < 0:
-            raise ValueError(f"jitter rotation and shift are +- ranges >= 0, got {self.rotation}, {self.shift}")
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 100.0:
+            raise ValueError(f"jitter scale must satisfy 0 < min <= max <= 100, got {self.scale}")
+        if not (0 <= self.rotation <= 360 and 0 <= self.shift <= 10):
+            raise ValueError(f"jitter rotation (degrees, in [0, 360]) and shift (fraction of the side, in [0, 10]) "
+                             f"are +- ranges, got {self.rotation}, {self.shift}")
 
 
 @dataclass

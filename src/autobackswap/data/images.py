@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,35 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..errors import DataError
+
+# Decoding a 20000x20000 image takes gigabytes; a photo of a dataset has far fewer pixels. A larger file
+# is refused before it is decoded (a "decompression bomb"), with one line naming it.
+MAX_IMAGE_PIXELS = 64_000_000  # e.g. 8000 x 8000
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # PIL's own guard (warning above it, error above twice it)
+IMAGE_SIZES = (8, 2048)  # the working size's sane range, in px (a square; the paper's setting is 224)
+
+
+def check_image_size(size: int, what: str = "image_size") -> int:
+    """``size`` when it is a working size in :data:`IMAGE_SIZES`; else a ValueError naming ``what``."""
+    lo, hi = IMAGE_SIZES
+    if isinstance(size, bool) or not isinstance(size, int) or not lo <= size <= hi:
+        raise ValueError(f"{what} must be a whole number of pixels in [{lo}, {hi}], got {size!r}")
+    return size
+
+
+def _open_checked(path: str | Path, row: int | None, what: str) -> Image.Image:
+    """``Image.open`` with the pixel limit: a file above it is a DataError, never decoded."""
+    try:
+        with warnings.catch_warnings():  # the size is checked below, with the file's name
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DataError(path, f"{what} is too large to decode ({exc})", row) from None
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        size = f"{img.width}x{img.height}"
+        img.close()
+        raise DataError(path, f"{what} is too large to decode: {size} px is more than {MAX_IMAGE_PIXELS} pixels", row)
+    return img
 
 
 def pil_to_rgb(img: Image.Image) -> np.ndarray:
@@ -29,11 +59,13 @@ def pil_to_rgb(img: Image.Image) -> np.ndarray:
 def read_rgb(path: str | Path, row: int | None = None) -> np.ndarray:
     """Decode ``path`` fully to HWC uint8 RGB; a missing, truncated or corrupt file is a DataError."""
     try:
-        with Image.open(path) as img:
+        with _open_checked(path, row, "image") as img:
             img.load()
             return pil_to_rgb(img)
     except FileNotFoundError:
         raise DataError(path, "image file not found", row) from None
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot decode image ({exc})", row) from None
 
@@ -41,13 +73,15 @@ def read_rgb(path: str | Path, row: int | None = None) -> np.ndarray:
 def read_gray(path: str | Path, row: int | None = None) -> np.ndarray:
     """Decode a mask image to HW uint8 (alpha is used when the image has one)."""
     try:
-        with Image.open(path) as img:
+        with _open_checked(path, row, "mask") as img:
             img.load()
             if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
                 return np.asarray(img.convert("RGBA"))[..., 3].copy()
             return np.asarray(img.convert("L"), dtype=np.uint8).copy()
     except FileNotFoundError:
         raise DataError(path, "mask file not found", row) from None
+    except DataError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"cannot decode mask ({exc})", row) from None
 
@@ -72,6 +106,7 @@ def decode_images(paths: Sequence[str | Path], rows: Sequence[int | None], size:
                   desc: str | None = None) -> np.ndarray:
     """The one image reader for a list of files: ``(n, size, size, 3)`` uint8 RGB (a progress bar
     with ``desc`` for long lists)."""
+    check_image_size(size)
     out = np.empty((len(paths), size, size, 3), np.uint8)
     items = zip(paths, rows, strict=True)
     for k, (path, row) in enumerate(tqdm(items, total=len(paths), desc=desc, leave=False,
@@ -84,6 +119,7 @@ def decode_masks(paths: Sequence[str | Path], rows: Sequence[int | None], size: 
                  names: Sequence[str] | None = None) -> np.ndarray:
     """The one mask reader for a list of files: ``(n, size, size)`` uint8, 255 = foreground. A missing
     file is a DataError naming the image it belongs to (``names``)."""
+    check_image_size(size)
     out = np.empty((len(paths), size, size), np.uint8)
     for k, (path, row) in enumerate(zip(paths, rows, strict=True)):
         if not Path(path).is_file():

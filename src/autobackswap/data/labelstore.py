@@ -12,11 +12,16 @@
   in a single transaction: a bad file changes nothing.
 
 Every operation opens its own short-lived connection, so a :class:`LabelStore` may be shared freely
-between threads.
+between threads. A store opened for writing proves at once that it can write (a probe write, rolled
+back), so a read-only file or folder is one :class:`LabelStoreError` naming it at start, not a failure on
+the first label; ``readonly=True`` opens an existing store for reading only (export, training), which
+works on read-only files too. Any SQLite failure (not a database, damaged, locked, read-only) is a
+:class:`LabelStoreError` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -53,6 +58,10 @@ class LabelError(AutoBackSwapError, ValueError):
     """A label that cannot be stored: wrong length, bad characters, a grid size the store does not use."""
 
 
+class LabelStoreError(AutoBackSwapError):
+    """The label store cannot be read or written (not SQLite, damaged, locked, read-only); names the file."""
+
+
 @dataclass(frozen=True)
 class LabelEntry:
     img_filename: str
@@ -80,24 +89,15 @@ def validate_mask(mask: str, grid: int) -> str:
 
 
 class LabelStore:
-    """Patch labels in an SQLite file. ``grid`` fixes G for a new store and is checked for an old one."""
+    """Patch labels in an SQLite file. ``grid`` fixes G for a new store and is checked for an old one.
 
-    def __init__(self, path: str | Path, grid: int | None = None, timeout: float = 10.0) -> None:
+    ``readonly`` opens an existing store for reading only (nothing is created or written)."""
+
+    def __init__(self, path: str | Path, grid: int | None = None, timeout: float = 10.0, readonly: bool = False) -> None:
         self.path = Path(path)
         self.timeout = timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            with conn:
-                conn.executescript(SCHEMA)
-                row = conn.execute("SELECT value FROM meta WHERE key = 'grid'").fetchone()
-                stored = int(row[0]) if row else None
-                if stored is None:
-                    stored = self._infer_grid(conn)
-                    if stored is None and grid is not None:
-                        stored = grid
-                    if stored is not None:
-                        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('grid', ?)", (str(stored),))
+        self.readonly = readonly
+        stored = self._open_readonly() if readonly else self._open_writable(grid)
         if grid is not None and stored is not None and grid != stored:
             raise LabelError(
                 f"{self.path}: the store holds {stored}x{stored} patch labels, not {grid}x{grid}; "
@@ -105,30 +105,88 @@ class LabelStore:
             )
         self._grid = stored
 
+    def _open_writable(self, grid: int | None) -> int | None:
+        """Create the schema (a new store) and prove the store can be written; the stored G."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LabelStoreError(f"{self.path}: cannot create the label store's folder ({exc.strerror or exc})") from None
+        with self._connect(writing=True) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            with conn:
+                conn.executescript(SCHEMA)
+                row = conn.execute("SELECT value FROM meta WHERE key = 'grid'").fetchone()
+                stored = int(row[0]) if row else self._infer_grid(conn)
+                if stored is None and grid is not None:
+                    stored = grid
+                if row is None and stored is not None:
+                    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('grid', ?)", (str(stored),))
+            conn.execute("BEGIN IMMEDIATE")  # a write, rolled back: a read-only file fails here, not on a label
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('write_check', '1')")
+            conn.execute("ROLLBACK")
+        return stored
+
+    def _open_readonly(self) -> int | None:
+        if not self.path.is_file():
+            raise LabelStoreError(f"{self.path}: label store not found")
+        with self._connect() as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"meta", "labels"} <= tables:
+                raise LabelStoreError(f"{self.path}: an SQLite file but not a label store (no labels table); "
+                                      "make one with `autobackswap label`")
+            return self._read_grid(conn)
+
+    def _read_grid(self, conn: sqlite3.Connection) -> int | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'grid'").fetchone()
+        return int(row[0]) if row else self._infer_grid(conn)
+
     @staticmethod
     def _infer_grid(conn: sqlite3.Connection) -> int | None:
         row = conn.execute("SELECT mask FROM labels LIMIT 1").fetchone()
         return string_to_grid(row[0]).shape[0] if row else None
 
+    def _error(self, exc: sqlite3.Error, writing: bool) -> LabelStoreError:
+        """One line naming the file for an SQLite failure."""
+        text = str(exc) or type(exc).__name__
+        if "not a database" in text or "malformed" in text:
+            return LabelStoreError(f"{self.path}: not an SQLite label store, or a damaged one ({text})")
+        if writing and any(k in text for k in ("readonly", "read-only", "unable to open", "disk I/O")):
+            return LabelStoreError(f"{self.path}: the label store cannot be written ({text}): labels are not saved; "
+                                   "make the file and its folder writable, or use another --db")
+        return LabelStoreError(f"{self.path}: label store error ({text})")
+
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+    def _connect(self, writing: bool = False) -> Iterator[sqlite3.Connection]:
+        try:
+            if self.readonly:
+                conn = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=self.timeout,
+                                       isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error(exc, writing) from None
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            if not self.readonly:
+                conn.execute("PRAGMA synchronous = NORMAL")
             yield conn
+        except sqlite3.Error as exc:
+            raise self._error(exc, writing) from None
         finally:
             conn.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` takes the write lock up front, so concurrent writers queue instead of failing."""
-        with self._connect() as conn:
+        if self.readonly:
+            raise LabelStoreError(f"{self.path}: the label store was opened read-only")
+        with self._connect(writing=True) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 

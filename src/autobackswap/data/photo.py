@@ -52,12 +52,12 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..errors import AutoBackSwapError, DataError
-from ..io import csv_bytes, encode_png, write_bytes, write_json, write_png
+from ..io import check_writable_dir, csv_bytes, encode_png, write_bytes, write_json, write_png
 from ..tensors import composite, to_images
 from .assets import default_assets_dir, package_version, prepare_assets
-from .images import image_grid, pil_to_rgb, resize_rgb
+from .images import check_image_size, image_grid, pil_to_rgb, resize_rgb
 from .photo_lists import CURATED_BACKGROUNDS, CURATED_BIRDS, BackgroundSpec, BirdSpec
-from .synthetic import group_plan
+from .synthetic import check_counts, group_plan
 
 log = logging.getLogger(__name__)
 
@@ -396,7 +396,7 @@ def make_photo_benchmark(
     birds = list(CURATED_BIRDS if birds is None else birds)
     backgrounds = list(CURATED_BACKGROUNDS if backgrounds is None else backgrounds)
     _check_specs(birds, backgrounds)
-    out = Path(out)
+    out = check_writable_dir(out, "output folder")
     for setting in opts.settings:
         _check_target(out / setting)
 
@@ -425,13 +425,10 @@ def _check_options(n_train: int, n_val: int, n_test: int, correlation: float, va
     val_corr = correlation if val_correlation is None else val_correlation
     if not 0.0 <= val_corr <= 1.0:
         raise ValueError(f"val correlation must lie in [0, 1], got {val_corr}")
+    check_image_size(image_size)
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16, got {image_size}")
-    for name, n in (("n_train", n_train), ("n_val", n_val)):
-        if n < 2:
-            raise ValueError(f"{name} must be at least 2 (one image per class), got {n}")
-    if n_test < 4:
-        raise ValueError(f"n_test must be at least 4 (one image per group), got {n_test}")
+    check_counts(n_train, n_val, n_test, seed)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     if test_setting not in (*SETTINGS, "both"):

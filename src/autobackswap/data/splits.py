@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AutoBackSwapError
+from ..io import check_writable_dir
 from .groups import group_counts, majority_groups
+from .images import check_image_size
 from .layout import ImageDataset, Record, load_images, load_segmentations, read_dataset
 from .stream import image_cache
 
@@ -89,7 +91,11 @@ def load_split(dataset: ImageDataset, name: str, image_size: int, classes: list[
 
 
 def load_experiment_data(data_dir: str | Path, image_size: int, run_dir: str | Path, stream: bool = False) -> ExperimentData:
-    """The three splits of the dataset at ``data_dir``; ``stream`` keeps every split's images on disk."""
+    """The three splits of the dataset at ``data_dir``; ``stream`` keeps every split's images on disk.
+
+    The working size is checked first, and the run folder must be writable (checked before any work)."""
+    check_image_size(image_size)
+    check_writable_dir(run_dir, "run folder")
     dataset = read_dataset(data_dir)
     cache = Path(run_dir) / "cache" if stream else None
     train, val, test = (load_split(dataset, s, image_size, cache_dir=cache) for s in SPLITS)

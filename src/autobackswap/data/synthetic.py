@@ -22,7 +22,9 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..io import csv_bytes, write_bytes, write_json, write_png
+from ..io import check_writable_dir, csv_bytes, write_bytes, write_json, write_png
+from ..options import check_range
+from .images import check_image_size
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,17 @@ def group_plan(rng: np.random.Generator, n: int, correlation: float, balanced: b
     return [plan[i] for i in order]
 
 
+MAX_IMAGES = 10_000_000  # per split; beyond it a count is a typo
+
+
+def check_counts(n_train: int, n_val: int, n_test: int, seed: int) -> None:
+    """Image counts a benchmark can be built with (both classes in train and val, every group in test)."""
+    check_range("n_train (at least one image per class)", n_train, 2, MAX_IMAGES, integer=True)
+    check_range("n_val (at least one image per class)", n_val, 2, MAX_IMAGES, integer=True)
+    check_range("n_test (at least one image per group)", n_test, 4, MAX_IMAGES, integer=True)
+    check_range("seed", seed, 0, 2**63 - 1, integer=True)
+
+
 def make_synthetic(
     out: str | Path,
     n_train: int = 2000,
@@ -188,11 +201,14 @@ def make_synthetic(
     val_correlation: float | None = None,
 ) -> Path:
     """Write the benchmark to ``out`` (metadata.csv, images/, segmentations/, config.json)."""
-    if not 0.0 <= correlation <= 1.0:
-        raise ValueError(f"correlation must lie in [0, 1], got {correlation}")
+    check_counts(n_train, n_val, n_test, seed)
+    check_range("correlation", correlation, 0.0, 1.0)
+    if val_correlation is not None:
+        check_range("val_correlation", val_correlation, 0.0, 1.0)
+    check_image_size(image_size)
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16, got {image_size}")
-    out = Path(out)
+    out = check_writable_dir(out, "output folder")
     rng = np.random.default_rng(seed)
     val_corr = correlation if val_correlation is None else val_correlation
     splits = [

@@ -29,8 +29,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import seeding
-from ..errors import AutoBackSwapError, NotFittedError
+from ..errors import AutoBackSwapError, DataError, NotFittedError
 from ..io import atomic_open
+from ..options import check_range
+from ..tensors import load_torch_file
 from .model import BACKBONES, create_backbone
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,18 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         BACKBONES.get(self.backbone)  # KeyError listing the valid names, before any data is loaded
-        if not 0.0 <= self.paste <= 1.0:
-            raise ValueError(f"paste is a probability in [0, 1], got {self.paste}")
+        check_range("detector paste (a probability)", self.paste, 0.0, 1.0)
+        check_range("grid (patches per side)", self.grid, 1, 512, integer=True)
+        check_range("detector width", self.width, 1, 4096, integer=True)
+        check_range("detector epochs", self.epochs, 1, 100_000, integer=True)
+        check_range("detector batch_size", self.batch_size, 2, 1_000_000, integer=True)
+        check_range("detector lr", self.lr, 0.0, 10.0, open_lo=True)
+        check_range("detector weight_decay", self.weight_decay, 0.0, 10.0)
+        check_range("detector label_smoothing", self.label_smoothing, 0.0, 1.0, open_hi=True)
+        check_range("detector max_shift (patches)", self.max_shift, 0, 512, integer=True)
+        check_range("detector holdout (a fraction)", self.holdout, 0.0, 1.0, open_hi=True)
+        check_range("detector patience (epochs)", self.patience, 0, 100_000, integer=True)
+        check_range("seed", self.seed, 0, 2**63 - 1, integer=True)
 
 
 def balanced_accuracy(p_fg: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> float:
@@ -237,13 +249,16 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | Path) -> Detector:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if payload.get("kind") != "detector":
-            raise AutoBackSwapError(f"{path}: not an autobackswap detector checkpoint")
-        cfg = {**payload["config"], "weights": None}
-        det = cls(**cfg)
-        model = create_backbone(det.config.backbone, det.config.grid, None, width=det.config.width)
-        model.load_state_dict(payload["state_dict"])
+        payload = load_torch_file(path, "detector checkpoint file", weights_only=False)
+        if not isinstance(payload, dict) or payload.get("kind") != "detector":
+            raise DataError(path, "not an autobackswap detector checkpoint (make one with `autobackswap fit-detector`)")
+        try:
+            det = cls(**{**payload["config"], "weights": None})
+            model = create_backbone(det.config.backbone, det.config.grid, None, width=det.config.width)
+            model.load_state_dict(payload["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise DataError(path, f"damaged detector checkpoint ({first_line})") from None
         model.eval()
         det.model_ = model
         det.history_ = payload["history"]

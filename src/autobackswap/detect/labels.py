@@ -1,5 +1,8 @@
 """Where patch labels come from: ``masks.csv``, the labelling app's SQLite store, or segmentations.
 
+In order: the ``source`` given (``--labels``), else the dataset's own ``DATA/masks.csv`` when it has
+one (the documented layout), else ``segmentations/`` with a label budget. The log says which.
+
 :func:`patch_labels` returns the indices (into the train split) of the labelled images and their
 (N, G, G) bool grids. Only train-split images are used: labels on val/test images are dropped, so
 they cannot leak into training.
@@ -7,6 +10,8 @@ they cannot leak into training.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from pathlib import Path
 
@@ -15,19 +20,39 @@ import numpy as np
 from .. import seeding
 from ..data.grid import mask_to_grid
 from ..data.labelstore import LabelStore
-from ..data.layout import ImageDataset, Record, load_segmentations, read_masks_csv
+from ..data.layout import ImageDataset, Record, load_segmentations, read_csv_text, read_masks_csv
 from ..errors import AutoBackSwapError, DataError
 
 log = logging.getLogger(__name__)
+
+SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")  # a label store; anything else is read as a masks.csv
+
+
+def check_label_source(source: str | Path) -> None:
+    """Refuse, before any work, a ``--labels`` that cannot be a label source: missing, a folder, an SQLite
+    file that is not a label store, or a CSV file without the ``info,mask`` columns (rows are checked
+    against the dataset later, by :func:`read_label_source`)."""
+    path = Path(source)
+    if not path.exists():
+        raise DataError(path, "label file not found (expected a masks.csv or a labels.sqlite)")
+    if not path.is_file():
+        raise DataError(path, "is a folder, not a label file (expected a masks.csv or a labels.sqlite)")
+    if path.suffix in SQLITE_SUFFIXES:
+        LabelStore(path, readonly=True)
+        return
+    text = read_csv_text(path)
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0], newline="")), [])
+    if "info" not in header or "mask" not in header:
+        raise DataError(path, f"not a masks.csv: expected columns info,mask; found {','.join(header)[:200]!r}", 1)
 
 
 def read_label_source(source: str | Path, dataset: ImageDataset) -> dict[str, np.ndarray]:
     """Grids keyed by ``img_filename`` from a ``masks.csv`` or a ``.sqlite`` label store."""
     path = Path(source)
-    if path.suffix in (".sqlite", ".sqlite3", ".db"):
+    if path.suffix in SQLITE_SUFFIXES:
         if not path.is_file():
             raise DataError(path, "label store not found")
-        return LabelStore(path).grids()
+        return LabelStore(path, readonly=True).grids()
     return read_masks_csv(path, dataset)
 
 
@@ -52,6 +77,11 @@ def patch_labels(
         raise AutoBackSwapError(f"the label budget must be positive, got {budget}")
     rng = seeding.rng(seed, "label_sample")
     position = {r.img_filename: i for i, r in enumerate(train_records)}
+    if source is None and dataset.masks_csv_path.is_file():
+        source = dataset.masks_csv_path
+        log.info("patch labels: reading %s (the dataset's masks.csv; pass --labels to use another source)", source)
+    elif source is not None:
+        log.info("patch labels: reading %s", source)
     if source is not None:
         labels = read_label_source(source, dataset)
         if not labels:
@@ -78,6 +108,7 @@ def patch_labels(
             "pass --labels masks.csv or a label store made with `autobackswap label`"
         )
     n = min(budget, len(train_records))
+    log.info("patch labels: derived from %s for %d seeded training images", dataset.root / "segmentations", n)
     idx = np.sort(rng.choice(len(train_records), n, replace=False)).astype(np.int64)
     masks = load_segmentations(dataset, [train_records[i] for i in idx], image_size)
     grids = np.stack([mask_to_grid(m, grid, threshold) for m in masks])

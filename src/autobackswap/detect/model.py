@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
+from ..tensors import load_weights
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("detector backbone")
 
@@ -79,6 +80,5 @@ def create_backbone(name: str, grid: int, weights: str | None = None, **kwargs: 
     """Build a registered backbone; ``weights`` optionally loads a local state dict."""
     model = BACKBONES.get(name)(grid=grid, **kwargs)
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state), strict=False)
+        load_weights(model, weights, "detector weights file")
     return model

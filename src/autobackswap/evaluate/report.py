@@ -225,7 +225,18 @@ def _html_header(results: dict[str, Any]) -> list[str]:
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>autobackswap report: {_e(Path(str(results.get('dataset', ''))).name)}</title>",
             f"<style>{CSS}</style></head><body><main>",
-            "<h1>AutoBackSwap experiment report</h1>", f'<p class="meta">{_config_line(results)}</p>']
+            "<h1>AutoBackSwap experiment report</h1>", f'<p class="meta">{_config_line(results)}</p>',
+            *([f'<p class="sub warn" id="incomplete"><strong>{_e(incomplete_note(results))}</strong></p>']
+              if incomplete_note(results) else [])]
+
+
+def incomplete_note(results: dict[str, Any]) -> str:
+    """A warning for a results.json an interrupted ``experiment`` left (``"complete": false``), else ""."""
+    if results.get("complete", True):
+        return ""
+    pending = results.get("pending") or []
+    left = f"; not finished: {', '.join(map(str, pending))}" if pending else "; the diagnostics were not finished"
+    return f"Incomplete run: the experiment stopped before it finished{left}. Rerun the same command to complete it."
 
 
 def _html_results(results: dict[str, Any]) -> list[str]:
@@ -331,6 +342,8 @@ def _html_validation(results: dict[str, Any]) -> list[str]:
 def render_markdown_report(results: dict[str, Any], files: dict[str, str], sheets: list[tuple[str, str]]) -> str:
     """``files`` maps an image key to its path relative to the report; ``sheets`` (caption, relative path)."""
     lines = ["# AutoBackSwap experiment report", ""]
+    if incomplete_note(results):
+        lines += [f"**{incomplete_note(results)}**", ""]
     cfg = results.get("config", {})
     train = cfg.get("train", {})
     lines += [f"Dataset `{results.get('dataset', '?')}`, image size {cfg.get('image_size', '?')} px, "

@@ -17,6 +17,7 @@ from ..detect.detector import Detector
 from ..errors import AutoBackSwapError
 from ..io import encode_png, write_bytes, write_json
 from ..methods.base import PIPELINE_KEYS
+from ..options import check_range
 from ..pipeline import PipelineConfig
 from ..separate.masks import create_refiner, pixel_iou
 from ..separate.run import masks_from_grid
@@ -158,14 +159,18 @@ def diagnose_run(run_dir: str | Path, data_dir: str | Path | None = None, masks:
     """Diagnostics for every model saved by an ``experiment`` run (``RUN/models/``); updates
     ``RUN/results.json`` (``methods.<m>.diagnostics``, ``runs[].diagnostics``, ``diagnostics``),
     writes ``RUN/diagnostics.json`` and, with ``report``, the report."""
+    check_range("seed", seed, 0, 2**63 - 1, integer=True)
     run_dir = Path(run_dir)
     results_path = run_dir / "results.json"
     if not results_path.is_file():
         raise AutoBackSwapError(f"{results_path}: not found; run `autobackswap experiment ... --out {run_dir}` first")
     try:
         results = json.loads(results_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise AutoBackSwapError(f"{results_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        why = f"{exc.msg}, line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise AutoBackSwapError(f"{results_path}: not valid JSON ({why})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("methods"), dict):
+        raise AutoBackSwapError(f"{results_path}: not the results.json of an `autobackswap experiment` run (no methods)")
     config = results.get("config", {})
     image_size = int(config.get("image_size", 64))
     data = load_experiment_data(data_dir or results["dataset"], image_size, run_dir)

@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 
 from .. import seeding
+from ..data.images import check_image_size
 from ..data.labelstore import LabelStore
 from ..data.layout import Record, load_images
 from ..detect.detector import Detector
 from ..errors import AutoBackSwapError
+from ..options import check_range
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,14 @@ class AssistConfig:
                                                                      "paste": 0.0})
     threshold: float = 0.5  # suggestion: p_fg >= threshold
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("assist_after (labels before the first detector)", self.min_labels, 2, 10_000_000, integer=True)
+        check_range("refresh_growth", self.refresh_growth, 1.0, 100.0)
+        check_range("refresh_min", self.refresh_min, 1, 10_000_000, integer=True)
+        check_image_size(self.image_size)
+        check_range("threshold", self.threshold, 0.0, 1.0)
+        check_range("seed", self.seed, 0, 2**63 - 1, integer=True)
 
 
 def patch_entropy(p_fg: np.ndarray) -> np.ndarray:

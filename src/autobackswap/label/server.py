@@ -22,14 +22,17 @@ JSON API (``index`` is the position of an image in the train split of ``metadata
 Safety: files are reached only through the records of ``metadata.csv`` (an index, never a path from
 the request); request bodies are limited (``max_body``, ``max_import`` for imports) and answered 413
 beyond; a state-changing request whose ``Origin`` is another site is refused (403), and the ``Host``
-header must be one of ``allowed_hosts`` (DNS rebinding). Bad payloads get a 4xx with a message and
-change nothing.
+header must be one of ``allowed_hosts`` (DNS rebinding; the loopback names, IPv6 ``[::1]`` included,
+when the app listens on a loopback address, see :func:`allowed_hosts_for`). Bad payloads get a 4xx with a
+message and change nothing. A label store that cannot be written refuses to open (one line at start);
+should it stop accepting writes later, a write is answered 503 with the reason, which the page shows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import json
 import logging
 import os
@@ -51,16 +54,16 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import seeding
 from ..data.grid import grid_to_mask, grid_to_string
 from ..data.images import read_rgb
-from ..data.labelstore import LabelError, LabelStore, validate_mask
-from ..data.layout import ImageDataset, Record, read_dataset
+from ..data.labelstore import LabelError, LabelStore, LabelStoreError, validate_mask
+from ..data.layout import ImageDataset, Record, inside, read_dataset
 from ..errors import AutoBackSwapError, DataError
 from ..io import encode_png
+from ..options import check_range
 from ..separate.inpaint import create_inpainter
 from ..separate.masks import create_refiner
 from ..separate.run import SeparationConfig, masks_from_grid, separate_one
@@ -70,7 +73,7 @@ from .assist import Assistant, AssistConfig
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(str(resources.files("autobackswap.label") / "static"))
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "testserver")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # Host header names of this machine
 MAX_DISPLAY_SIDE = 1024  # larger photos are shown downscaled (the grid is proportional, so labels are unchanged)
 PREVIEW_KINDS = ("image", "pfg", "mask", "cutout", "background", "composite")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -151,6 +154,54 @@ class SameOriginMiddleware:
         await self.app(scope, receive, send)
 
 
+def host_name(header: str) -> str:
+    """The host part of a ``Host`` header, lower case: ``[::1]:8765`` -> ``::1``, ``localhost:80`` -> ``localhost``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.index("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``): the app is reachable from
+    this machine only."""
+    name = host_name(host) if host.startswith("[") else host.strip().lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts_for(bind_host: str) -> tuple[str, ...] | None:
+    """The ``Host`` header names to accept when listening on ``bind_host``: this machine's names for a
+    loopback address, None (any) for another address, where a DNS-rebinding check cannot know the name."""
+    if not is_loopback(bind_host):
+        return None
+    name = host_name(bind_host) if bind_host.startswith("[") else bind_host.strip().lower()
+    return tuple(dict.fromkeys((*LOCAL_HOSTS, name)))
+
+
+class HostCheckMiddleware:
+    """Answer 400 to a request whose ``Host`` header names none of ``allowed_hosts`` (DNS rebinding).
+    Unlike Starlette's TrustedHostMiddleware it reads bracketed IPv6 hosts (``[::1]:8765``)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = dict(scope.get("headers") or [])
+            host = host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed:
+                await _send_json(send, 400, {"detail": f"invalid Host header {host!r}: this app answers to "
+                                                       f"{', '.join(sorted(self.allowed))}"})
+                return
+        await self.app(scope, receive, send)
+
+
 async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status,
@@ -176,12 +227,6 @@ def thumbnail(image: np.ndarray, grid: np.ndarray | None, size: int) -> np.ndarr
 def pfg_image(p_fg: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """p(foreground) grid as a nearest-upsampled HW uint8 image (white = foreground)."""
     return np.round(grid_to_mask(p_fg, size) * 255).astype(np.uint8)
-
-
-def inside(path: Path, root: Path) -> bool:
-    """True when ``path`` lies under ``root`` lexically (``..`` resolved, symlinks allowed)."""
-    p, r = os.path.normpath(os.path.abspath(path)), os.path.normpath(os.path.abspath(root))
-    return p == r or p.startswith(r + os.sep)
 
 
 class LabelIn(BaseModel):
@@ -233,8 +278,8 @@ class LabelApp:
         record = self.record(index)
         try:
             image = read_rgb(record.path, record.row)
-        except DataError as exc:
-            raise HTTPException(500, str(exc)) from None
+        except DataError as exc:  # a corrupt, truncated or oversized file in the dataset
+            raise HTTPException(422, f"cannot show this image: {exc}") from None
         h, w = image.shape[:2]
         if max(h, w) > MAX_DISPLAY_SIDE:
             scale = MAX_DISPLAY_SIDE / max(h, w)
@@ -464,6 +509,11 @@ async def _unprocessable(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """The label store failed (read-only, locked, damaged): 503 with the reason; nothing was saved."""
+    return JSONResponse({"detail": str(exc)}, status_code=503)
+
+
 def add_page_routes(app: FastAPI, state: LabelApp) -> None:
     """The page (``/``) and the app's status (``/api/info``); create_app mounts ``/static`` after all routes."""
 
@@ -546,9 +596,10 @@ def open_label_state(data_dir: str | Path, db_path: str | Path | None, grid: int
                      assist_config: AssistConfig | None, preview_count: int, seed: int) -> LabelApp:
     """The dataset at ``data_dir``, its label store (default DATA/labels.sqlite) and the assistant (none without
     ``assist_config``), as the routes share them."""
+    check_range("grid (patches per side)", grid, 1, 512, integer=True)
+    check_range("budget (the label budget)", budget, 1, 100_000_000, integer=True)
+    check_range("preview_count", preview_count, 0, 1000, integer=True)
     dataset = read_dataset(data_dir)
-    if grid < 1:
-        raise AutoBackSwapError(f"--grid must be positive, got {grid}")
     store = LabelStore(Path(db_path) if db_path is not None else dataset.root / "labels.sqlite", grid=grid)
     assistant = Assistant(dataset.split("train"), store, grid, assist_config) if assist_config is not None else None
     return LabelApp(dataset, store, grid, budget, assistant, preview_count, seed)
@@ -582,6 +633,7 @@ def create_app(
     app.state.labeller = state
     app.add_exception_handler(LabelError, _unprocessable)
     app.add_exception_handler(DataError, _unprocessable)
+    app.add_exception_handler(LabelStoreError, _unavailable)
     add_page_routes(app, state)
     add_image_routes(app, state)
     add_label_routes(app, state)
@@ -591,13 +643,14 @@ def create_app(
     app.add_middleware(SameOriginMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body, limits={"/api/import": max_import})
     if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+        app.add_middleware(HostCheckMiddleware, allowed_hosts=list(allowed_hosts))
     return app
 
 
 # ----------------------------------------------------------------------------- running it
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: any free port); a clear error when it is taken."""
+    check_range("port", port, 0, 65535, integer=True)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart right after a stop (TIME_WAIT)

@@ -87,6 +87,9 @@ class Method:
     def __init__(self, **options: Any) -> None:
         self.options = options
         self.params = self.Options(**parse_options(self.name, options, field_kinds(self.Options), ignore=PIPELINE_KEYS))
+        # the pipeline's stage options reach every method from the command line; a method that does not use
+        # them still refuses a value no run could use (``--t-tight 5`` with ``erm`` is a typo, not a no-op)
+        PipelineConfig.from_options({k: v for k, v in options.items() if k in PIPELINE_KEYS})
 
     def settings(self) -> dict[str, Any]:
         """Everything the result depends on besides the data and the training config: the method's
@@ -96,6 +99,9 @@ class Method:
 
     def run(self, data: ExperimentData, cfg: TrainConfig, ctx: MethodContext) -> MethodOutput:
         raise NotImplementedError
+
+    def check_inputs(self) -> None:
+        """Check the files the options name, before any data is loaded (none by default)."""
 
 
 class PipelineMethod(Method):
@@ -109,6 +115,9 @@ class PipelineMethod(Method):
 
     def settings(self) -> dict[str, Any]:
         return self.pipeline.settings()
+
+    def check_inputs(self) -> None:
+        self.pipeline.check_inputs()
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -29,11 +29,17 @@ identical to ``local`` on the same CPU type (floating point may differ across in
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import math
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -51,7 +57,7 @@ from ..data.images import decode_images, decode_masks
 from ..data.stream import DiskArray, write_npy
 from ..detect.detector import Detector
 from ..errors import AutoBackSwapError
-from ..io import write_json, write_png
+from ..io import remove_stale_temps, write_json, write_png
 from ..registry import Registry
 from .inpaint import create_inpainter
 from .masks import create_refiner
@@ -59,6 +65,7 @@ from .run import (
     STATUSES,
     SeparationConfig,
     SeparationResult,
+    discard_damaged,
     is_done,
     masks_from_grid,
     masks_from_segmentation,
@@ -125,11 +132,12 @@ class SeparationJob:
         return "grid" if self.detector is not None or self.grids is not None else "segmentation"
 
     def pending(self) -> list[tuple[int, int, list[int]]]:
-        """``(start, stop, pending indices)`` for every chunk with work left."""
+        """``(start, stop, pending indices)`` for every chunk with work left; a done image whose files do
+        not decode (damaged) is removed and counts as pending."""
         out = []
         for start in range(0, self.n, self.chunk_size):
             stop = min(self.n, start + self.chunk_size)
-            todo = [i for i in range(start, stop) if not is_done(self.out_dir, i)]
+            todo = discard_damaged(self.out_dir, list(range(start, stop)))
             if todo:
                 out.append((start, stop, todo))
         return out
@@ -137,7 +145,11 @@ class SeparationJob:
 
 # ----------------------------------------------------------------------------- shared steps
 def prepare(job: SeparationJob) -> list[tuple[int, int, list[int]]]:
-    """Write ``config.json`` (as :func:`~.run.separate` does) and return the pending chunks."""
+    """Write ``config.json`` (as :func:`~.run.separate` does), remove the temp files a killed run left,
+    and return the pending chunks (damaged files are redone)."""
+    stale = sum(remove_stale_temps(job.out_dir / sub) for sub in ("fg", "bg", "banks", "."))
+    if stale:
+        log.info("separation: removed %d temporary files a killed run left in %s", stale, job.out_dir)
     source = "detector" if job.kind == "grid" else "ground_truth"
     write_json(job.out_dir / "config.json", {**asdict(job.cfg), **job.extra_config, "n": job.n, "source": source})
     chunks = job.pending()
@@ -260,11 +272,40 @@ def _parts(todo: list[int], size: int) -> Iterator[list[int]]:
         yield todo[s : s + size]
 
 
-def _init_worker() -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCHDOG_SECONDS = 0.5  # how often a worker checks that its parent is alive (where prctl is missing)
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this process as soon as process ``parent`` (the one that started it) dies, even by ``kill -9``.
+
+    On Linux the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``); everywhere a
+    daemon thread polls ``os.getppid()``, which changes when the parent dies (the orphan is adopted), so
+    no worker finishes its in-flight images or idles on after the run is gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above ran
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _init_worker(parent: int | None = None) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
     torch.set_num_threads(1)
+    if parent is not None:
+        exit_with_parent(parent)
 
 
 @ENGINES.register("local")
@@ -317,7 +358,8 @@ class LocalEngine(Engine):
                 for future in done:
                     bar.update(len(future.result()))  # re-raises a worker's exception here
 
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(os.getpid(),))
         try:
             for start, stop, todo in chunks:
                 images, masks = self.read_chunk(job, start, stop)  # overlaps with the workers' inpainting

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..io import digest
+from ..options import check_range
 from .inpaint import INPAINTERS
 from .masks import HOLES, REFINERS, decontaminate, grow
 
@@ -49,8 +50,10 @@ class SeparationConfig:
         """Check registry names now, before any data is loaded or a detector is trained."""
         for registry, name in ((INPAINTERS, self.inpainter), (REFINERS, self.refine), (HOLES, self.hole)):
             registry.get(name)  # KeyError listing the valid names
-        if self.hole_dilate < 0:
-            raise ValueError(f"hole_dilate is a number of pixels >= 0, got {self.hole_dilate}")
+        check_range("t_tight (the tight threshold on p_bg)", self.t_tight, 0.0, 1.0)
+        check_range("t_loose (the loose threshold on p_bg)", self.t_loose, 0.0, 1.0)
+        check_range("hole_dilate (pixels)", self.hole_dilate, 0, 2048, integer=True)
+        check_range("seed", self.seed, 0, 2**63 - 1, integer=True)
 
     def digest(self, extra: str = "") -> str:
         return digest(json.dumps(asdict(self), sort_keys=True), extra)
@@ -103,6 +106,37 @@ class SeparationResult:
 
 def is_done(out: Path, i: int) -> bool:
     return (out / "fg" / f"{i:06d}.png").is_file() and (out / "bg" / f"{i:06d}.png").is_file()
+
+
+def damaged_file(out: Path, i: int) -> Path | None:
+    """The first of image ``i``'s two files that does not decode completely in its mode (a file truncated
+    by a crash or a full disk), or None when both are intact."""
+    for name, mode in BANK_MODES.items():
+        path = out / name / f"{i:06d}.png"
+        try:
+            with Image.open(path) as img:
+                img.load()
+                if img.mode != mode:
+                    return path
+        except (OSError, SyntaxError, ValueError):
+            return path
+    return None
+
+
+def discard_damaged(out: Path, indices: list[int]) -> list[int]:
+    """Check the done images among ``indices``; remove both files of each damaged one (so it is redone,
+    with the same bytes) and return the indices still to do."""
+    todo = []
+    for i in indices:
+        if is_done(out, i):
+            bad = damaged_file(out, i)
+            if bad is None:
+                continue
+            log.warning("separation: %s is damaged (it does not decode); redoing image %d", bad, i)
+            for name in ("fg", "bg"):  # the cut-out first: the image stops counting as done at once
+                (out / name / f"{i:06d}.png").unlink(missing_ok=True)
+        todo.append(i)
+    return todo
 
 
 def read_alpha(out: Path, i: int) -> np.ndarray:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,15 +24,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import runtime, seeding
-from ..errors import DataError, NotFittedError
+from ..errors import NotFittedError
 from ..io import atomic_open
+from ..options import check_range
 from ..runtime import is_main
-from ..tensors import to_tensor
+from ..tensors import load_torch_file, to_tensor
 from .augment import Augment, build_augment
 from .models import create_model
 from .sources import BatchSource, ShardedSource
 
 log = logging.getLogger(__name__)
+
+
+MAX_EPOCHS = 100_000  # sane upper bounds: beyond them a value is a typo, not a setting
+MAX_BATCH = 1_000_000
+MAX_SEED = 2**63 - 1
 
 
 @dataclass
@@ -56,8 +61,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         build_augment(self.augment)  # an unknown name fails here, before any training
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema={self.ema}: the moving-average decay must be in [0, 1)")
+        check_range("ema (the moving-average decay)", self.ema, 0.0, 1.0, open_hi=True)
+        check_range("epochs", self.epochs, 1, MAX_EPOCHS, integer=True)
+        check_range("batch_size", self.batch_size, 2, MAX_BATCH, integer=True)  # a batch of one breaks BatchNorm
+        check_range("width (the classifier's base channel width)", self.width, 1, 4096, integer=True)
+        check_range("lr (the learning rate)", self.lr, 0.0, 10.0, open_lo=True)
+        check_range("weight_decay", self.weight_decay, 0.0, 10.0)
+        check_range("warmup_epochs", self.warmup_epochs, 0.0, MAX_EPOCHS)
+        check_range("seed", self.seed, 0, MAX_SEED, integer=True)
 
 
 def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
@@ -233,13 +244,7 @@ def save_classifier(path: str | Path, model: nn.Module, cfg: TrainConfig, num_cl
 
 def load_classifier(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a classifier from its checkpoint alone."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise DataError(path, "checkpoint file not found") from None
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as exc:
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise DataError(path, f"cannot read checkpoint ({first_line})") from None
+    payload = load_torch_file(path, "checkpoint file", weights_only=False)
     if not isinstance(payload, dict) or payload.get("kind") != "classifier":
         raise NotFittedError(f"{path}: not an autobackswap classifier checkpoint")
     cfg = TrainConfig(**payload["config"])

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..registry import Registry
+from ..tensors import load_weights
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("classifier model")
 
@@ -93,6 +94,5 @@ def create_model(name: str, num_classes: int, weights: str | None = None, **kwar
     """Build a registered model; ``weights`` optionally loads a local state dict (e.g. pretrained)."""
     model = MODELS.get(name)(num_classes, **kwargs)
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state), strict=False)
+        load_weights(model, weights, "classifier weights file")
     return model
