@@ -213,6 +213,7 @@ def assert_misuse(argv: list[str], fragment: str, tmp_path: Path, data: Path,
     assert snapshot(tmp_path, data) == before  # nothing written, nothing created
 
 
+@pytest.mark.timeout(120)  # a case that is wrongly accepted must not train or serve for long
 @pytest.mark.parametrize(("base", "option", "value", "fragment"), NUMERIC_CASES)
 def test_bad_number(base: list[str], option: str, value: str, fragment: str, tokens: dict[str, str], tmp_path: Path,
                     tiny_synthetic: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -220,6 +221,7 @@ def test_bad_number(base: list[str], option: str, value: str, fragment: str, tok
     assert_misuse(argv, fragment, tmp_path, tiny_synthetic, capsys)
 
 
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize(("argv", "fragment"), [pytest.param(a, f, id=i) for i, a, f in PATHS])
 def test_bad_path(argv: list[str], fragment: str, tokens: dict[str, str], tmp_path: Path, tiny_synthetic: Path,
                   capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,9 +9,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from test_data_layout import HEADER, ROWS, assert_data_error, make_minimal, row_line, write_csv
 
 from autobackswap.cli import main

@@ -395,7 +395,7 @@ def _label_args(p: argparse.ArgumentParser) -> None:
 
 def _label(args: argparse.Namespace) -> int:
     from .data.labelstore import LabelStore
-    from .data.layout import read_dataset
+    from .data.layout import read_dataset, read_masks_csv
     from .label.server import allowed_hosts_for, create_app, serve
 
     db = args.db if args.db is not None else args.data / "labels.sqlite"
@@ -403,13 +403,16 @@ def _label(args: argparse.Namespace) -> int:
         dataset = read_dataset(args.data)
         if args.import_csv is None and not db.is_file():
             raise AutoBackSwapError(f"{db}: label store not found (nothing to export)")
+        if args.import_csv is not None:
+            read_masks_csv(args.import_csv, dataset)  # a bad file is refused before the store is created
         store = LabelStore(db, grid=args.grid, readonly=args.import_csv is None)  # an export only reads
         if args.import_csv is not None:
             print(f"imported {store.import_csv(args.import_csv, dataset)} labels from {args.import_csv} into {db}")
         if args.export_csv is not None:
             print(f"exported {store.export_csv(args.export_csv, dataset)} labels from {db} to {args.export_csv}")
         return 0
-    grid = args.grid or (LabelStore(db, readonly=True).grid if db.is_file() else None) or 16
+    stored = LabelStore(db, readonly=True).grid if args.grid is None and db.is_file() else None
+    grid = args.grid if args.grid is not None else stored or 16
     allowed_hosts = allowed_hosts_for(args.host)  # None: not a loopback address
     local = allowed_hosts is not None
     app = create_app(args.data, db, grid=grid, budget=args.budget, assist_after=args.assist_after,
@@ -496,7 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error argparse has printed (one line): exit code 2, returned
+        if exc.code in (0, None):  # --help
+            raise
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":  # started by torchrun

@@ -117,7 +117,10 @@ def check_writable_file(path: str | Path, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise AutoBackSwapError(f"{path}: {what} is a folder; give a file name")
-    check_writable_dir(path.parent, f"folder of {what}")
+    try:
+        check_writable_dir(path.parent, "folder")
+    except AutoBackSwapError as exc:
+        raise AutoBackSwapError(f"{path}: {what} cannot be written there ({exc})") from None
     return path
 
 

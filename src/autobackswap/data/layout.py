@@ -93,8 +93,8 @@ def _parse_int(value: str | None, column: str, path: Path, row: int) -> int:
     text = value.strip()
     if not INTEGER.fullmatch(text):
         raise DataError(path, f"column {column!r} must be an integer, got {text[:40]!r}", row)
-    number = int(text.split(".")[0])
-    if abs(number) > MAX_LABEL:
+    digits = text.split(".")[0]
+    if len(digits.lstrip("+-0")) > len(str(MAX_LABEL)) or abs(number := int(digits)) > MAX_LABEL:
         raise DataError(path, f"column {column!r} must be an integer of at most {MAX_LABEL}, got {text[:40]!r}", row)
     return number
 
@@ -215,8 +215,11 @@ def _check_unique(meta: Path, records: Sequence[Record]) -> None:
 def _resolve(root: Path, name: str) -> Path | None:
     for base in (root, root / "images"):
         candidate = base / name
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # a name too long for the file system, or with a NUL byte
+            continue
     return None
 
 

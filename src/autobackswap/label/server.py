@@ -570,7 +570,8 @@ def add_exchange_routes(app: FastAPI, state: LabelApp) -> None:
         return Response(state.export_csv(), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="masks.csv"', **NO_CACHE})
 
-    @app.post("/api/import")
+    @app.post("/api/import", openapi_extra={"requestBody": {"required": True, "content": {
+        "text/csv": {"schema": {"type": "string", "description": "a masks.csv: columns info,mask"}}}}})
     async def import_csv(request: Request) -> dict[str, Any]:
         return state.import_csv(await request.body())
 
