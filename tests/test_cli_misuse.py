@@ -106,7 +106,8 @@ def argv_for(command: str, out: str) -> list[str]:
 # (argv, the fragment the error line must hold). Path tokens: {data} a valid dataset, {out} a fresh path,
 # {file} a text file, {dir} an empty folder, {ro} a read-only folder, {missing} a path that does not exist,
 # {garbage} binary bytes, {list_pt} a torch file holding a list, {classifier} a classifier checkpoint,
-# {detector_kind} a torch file claiming to be a detector, {bad_header} a CSV without info,mask,
+# {detector_kind} a torch file claiming to be a detector, {truncated} a checkpoint cut in half,
+# {bad_header} a CSV without info,mask,
 # {latin1} a CSV that is not UTF-8, {results_list} a run folder whose results.json is a list.
 PATHS: list[tuple[str, list[str], str]] = [
     # the dataset folder
@@ -131,10 +132,10 @@ PATHS: list[tuple[str, list[str], str]] = [
                           ("text-sqlite", "{file}.sqlite"), ("bad-header", "{bad_header}"), ("latin1", "{latin1}"))],
     *[(f"separate-detector-{kind}", ["separate", "{data}", "--out", "{out}", "--detector", token], token)
       for kind, token in (("missing", "{missing}"), ("dir", "{dir}"), ("text", "{file}"), ("garbage", "{garbage}"),
-                          ("classifier", "{classifier}"), ("list", "{list_pt}"))],
+                          ("classifier", "{classifier}"), ("list", "{list_pt}"), ("truncated", "{truncated}"))],
     *[(f"evaluate-checkpoint-{kind}", ["evaluate", "{data}", "--checkpoint", token], token)
       for kind, token in (("missing", "{missing}"), ("dir", "{dir}"), ("text", "{file}"), ("garbage", "{garbage}"),
-                          ("detector", "{detector_kind}"), ("list", "{list_pt}"))],
+                          ("detector", "{detector_kind}"), ("list", "{list_pt}"), ("truncated", "{truncated}"))],
     *[(f"evaluate-out-{kind}", ["evaluate", "{data}", "--checkpoint", "{classifier}", "--out", token], token)
       for kind, token in (("dir", "{dir}"), ("in-ro", "{ro}/m.json"), ("under-file", "{file}/m.json"))],
     *[(f"experiment-also-test-{kind}", ["experiment", "{data}", "--out", "{out}", *TRAIN, "--also-test", token], token)
@@ -159,8 +160,11 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     cfg = TrainConfig(width=2)
     save_classifier(base / "classifier.pt", create_model("small_resnet", 2, width=2), cfg, 2, [0, 1], 32)
     torch.save([1, 2, 3], base / "list.pt")
+    whole = (base / "classifier.pt").read_bytes()
+    (base / "truncated.pt").write_bytes(whole[: len(whole) // 2])  # a checkpoint cut short by a crash
     torch.save({"kind": "detector", "config": {"nope": 1}}, base / "detector_kind.pt")
-    return {"classifier": base / "classifier.pt", "list_pt": base / "list.pt", "detector_kind": base / "detector_kind.pt"}
+    return {"classifier": base / "classifier.pt", "list_pt": base / "list.pt", "detector_kind": base / "detector_kind.pt",
+            "truncated": base / "truncated.pt"}
 
 
 @pytest.fixture

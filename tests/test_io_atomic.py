@@ -71,6 +71,15 @@ def test_data_are_fsynced_before_the_rename(tmp_path: Path, monkeypatch: pytest.
     assert (tmp_path / "x.txt").read_text() == "data"
 
 
+def test_a_cache_write_may_skip_the_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(abs_io.os, "fsync", calls.append)
+    write_png(tmp_path / "c.png", np.zeros((2, 2, 3), np.uint8), durable=False)
+    assert calls == [] and (tmp_path / "c.png").is_file()
+    write_png(tmp_path / "d.png", np.zeros((2, 2, 3), np.uint8))
+    assert len(calls) == 1
+
+
 def test_a_failed_write_leaves_neither_file_nor_temp(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), atomic_open(tmp_path / "x.bin") as fh:
         fh.write(b"half")

@@ -50,11 +50,13 @@ def file_mode() -> int:
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_open(path: str | Path, mode: str = "wb", durable: bool = True) -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path``; rename it over ``path`` only if the block succeeds.
 
-    The temp file is flushed and ``fsync``-ed before the rename and gets :func:`file_mode` (``mkstemp``
-    creates it ``0o600``)."""
+    The temp file gets :func:`file_mode` (``mkstemp`` creates it ``0o600``) and, with ``durable`` (the
+    default), is ``fsync``-ed before the rename, so a power cut cannot leave a torn file under the final
+    name. ``durable=False`` is for caches that are checked when they are read again (the separation's
+    per-image files, decoded on every resume), where an fsync per file would cost more than the work."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -63,7 +65,8 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fchmod(fh.fileno(), file_mode())
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -138,8 +141,8 @@ def _can_create_in(folder: Path) -> bool:
     return True
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_open(path, "wb") as fh:
+def write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
+    with atomic_open(path, "wb", durable) as fh:
         fh.write(data)
 
 
@@ -168,8 +171,8 @@ def encode_png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_png(path: str | Path, array: np.ndarray) -> None:
-    write_bytes(path, encode_png(array))
+def write_png(path: str | Path, array: np.ndarray, durable: bool = True) -> None:
+    write_bytes(path, encode_png(array), durable)
 
 
 def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
