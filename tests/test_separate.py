@@ -302,11 +302,11 @@ def test_killed_run_resumes_to_the_same_bytes(sep_inputs, tmp_path: Path, monkey
     real_write_png = engines_mod.write_png
     written: list[str] = []
 
-    def dying_write_png(path: str | Path, array: np.ndarray) -> None:
+    def dying_write_png(path: str | Path, array: np.ndarray, durable: bool = True) -> None:
         if len(written) == 7:  # bg0 fg0 bg1 fg1 bg2 fg2 bg3 | fg3
             raise KeyboardInterrupt("killed")
         written.append(Path(path).name)
-        real_write_png(path, array)
+        real_write_png(path, array, durable)
 
     monkeypatch.setattr(engines_mod, "write_png", dying_write_png)
     with pytest.raises(KeyboardInterrupt):
@@ -319,8 +319,8 @@ def test_killed_run_resumes_to_the_same_bytes(sep_inputs, tmp_path: Path, monkey
     assert not run_mod.is_done(resumed, 4)
 
     written.clear()
-    monkeypatch.setattr(engines_mod, "write_png", lambda path, array: (written.append(Path(path).name),
-                                                                   real_write_png(path, array)))
+    monkeypatch.setattr(engines_mod, "write_png", lambda path, array, durable=True: (
+        written.append(Path(path).name), real_write_png(path, array, durable)))
     result = separate(images, resumed, cfg, p_fg=p_fg)
     assert sorted(written) == sorted(f"{i:06d}.png" for i in (3, 4, 5) for _ in ("fg", "bg"))
     assert result.counts == {"ok": 4, "no_fg": 1, "all_fg": 1}
