@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from autobackswap.cli import main
+from autobackswap.data.labelstore import LabelStore
+from autobackswap.data.layout import read_dataset
 from autobackswap.train.loop import TrainConfig, save_classifier
 from autobackswap.train.models import create_model
 
@@ -148,6 +150,8 @@ PATHS: list[tuple[str, list[str], str]] = [
       for kind, token in (("missing", "{missing}"), ("dir", "{dir}"), ("garbage", "{garbage}"),
                           ("bad-header", "{bad_header}"), ("latin1", "{latin1}"))],
     ("label-export-missing-store", ["label", "{data}", "--db", "{missing}", "--export", "{out}.csv"], "{missing}"),
+    ("label-export-in-ro", ["label", "{data}", "--db", "{store}", "--export", "{ro}/masks.csv"], "{ro}/masks.csv"),
+    ("label-export-to-dir", ["label", "{data}", "--db", "{store}", "--export", "{dir}"], "{dir}"),
     # diagnose
     *[(f"diagnose-run-{kind}", ["diagnose", token], token)
       for kind, token in (("missing", "{missing}"), ("file", "{file}"), ("dir", "{dir}"), ("list", "{results_list}"))],
@@ -183,11 +187,13 @@ def tokens(tmp_path: Path, tiny_synthetic: Path, checkpoints: dict[str, Path],
     (tmp_path / "results_list" / "results.json").write_text("[1, 2]")
     (tmp_path / "ro").mkdir()
     make_readonly(tmp_path / "ro")
+    LabelStore(tmp_path / "store.sqlite", grid=4).put(read_dataset(tiny_synthetic).split("train")[0].img_filename, "1" * 16)
     return {"data": str(tiny_synthetic), "out": str(tmp_path / "out"), "file": str(tmp_path / "a_file.txt"),
             "dir": str(tmp_path / "empty_dir"), "ro": str(tmp_path / "ro"), "missing": str(tmp_path / "missing"),
             "garbage": str(tmp_path / "garbage.bin"), "bad_header": str(tmp_path / "bad_header.csv"),
             "latin1": str(tmp_path / "latin1.csv"), "wrong_data": str(tmp_path / "wrong_data"),
-            "results_list": str(tmp_path / "results_list"), **{k: str(v) for k, v in checkpoints.items()}}
+            "results_list": str(tmp_path / "results_list"), "store": str(tmp_path / "store.sqlite"),
+            **{k: str(v) for k, v in checkpoints.items()}}
 
 
 def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:

@@ -4,6 +4,7 @@ API fuzz from the app's own OpenAPI schema (schemathesis): no request gets a 500
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -178,3 +179,24 @@ def test_api_fuzz_from_the_openapi_schema_never_answers_500(tiny_synthetic: Path
     assert failures == []
     assert sum(seen.values()) >= 200 and seen[200] > 0 and seen[422] > 0 and seen[404] > 0
     assert all(code < 500 for code in seen)
+
+
+def test_reading_a_store_creates_no_files_beside_it(tiny_synthetic: Path, tmp_path: Path) -> None:
+    db = labelled_store(tmp_path / "labels.sqlite", tiny_synthetic)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert before == ["labels.sqlite"]
+    assert LabelStore(db, readonly=True).count() == 1  # e.g. fit-detector --labels DATA/labels.sqlite
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal / -shm left in DATA/
+
+
+def test_reading_a_store_in_use_sees_its_latest_labels(tiny_synthetic: Path, tmp_path: Path) -> None:
+    db = labelled_store(tmp_path / "labels.sqlite", tiny_synthetic)
+    holder = sqlite3.connect(db)  # the app's connection: the write-ahead log stays in use
+    try:
+        holder.execute("SELECT COUNT(*) FROM labels").fetchone()
+        second = read_dataset(tiny_synthetic).split("train")[1].img_filename
+        LabelStore(db).put(second, MASK)
+        assert Path(f"{db}-wal").exists()
+        assert set(LabelStore(db, readonly=True).grids()) >= {second}
+    finally:
+        holder.close()

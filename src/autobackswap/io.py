@@ -58,8 +58,11 @@ def atomic_open(path: str | Path, mode: str = "wb", durable: bool = True) -> Ite
     name. ``durable=False`` is for caches that are checked when they are read again (the separation's
     per-image files, decoded on every resume), where an fsync per file would cost more than the work."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:  # name the file the caller asked for, not a temp name
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh

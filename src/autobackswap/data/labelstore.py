@@ -155,12 +155,17 @@ class LabelStore:
                                    "make the file and its folder writable, or use another --db")
         return LabelStoreError(f"{self.path}: label store error ({text})")
 
+    def _readonly_uri(self) -> str:
+        """A store nobody is writing (no ``-wal`` file) is opened immutable, so reading it creates no
+        ``-wal`` / ``-shm`` files beside it (in DATA/); one in use is opened read-only, to see its latest labels."""
+        in_use = Path(f"{self.path}-wal").exists()
+        return self.path.absolute().as_uri() + ("?mode=ro" if in_use else "?immutable=1")
+
     @contextmanager
     def _connect(self, writing: bool = False) -> Iterator[sqlite3.Connection]:
         try:
             if self.readonly:
-                conn = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True, timeout=self.timeout,
-                                       isolation_level=None)
+                conn = sqlite3.connect(self._readonly_uri(), uri=True, timeout=self.timeout, isolation_level=None)
             else:
                 conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         except sqlite3.Error as exc:
