@@ -62,10 +62,13 @@ def detector_run(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory)
     """``fit-detector`` then ``separate --detector`` (twice: the second run finds everything cached)."""
     run = tmp_path_factory.mktemp("pipeline") / "run"
     fit = run_quiet("fit-detector", tiny_synthetic, "--out", run, *SMALL, "--detector-epochs", "3")
-    sep = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL)
+    # three epochs make a poor detector: the health check would stop the run, so it is allowed here
+    sep = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL,
+                    "--allow-bad-separation")
     before = banks_mtimes(run)
     time.sleep(0.05)  # a rewrite would get a later modification time
-    again = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL)
+    again = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL,
+                      "--allow-bad-separation")
     return {"run": run, "fit": fit, "sep": sep, "again": again, "mtimes": (before, banks_mtimes(run))}
 
 
@@ -134,14 +137,16 @@ def test_separate_rerun_reuses_the_cache(detector_run: dict[str, Any]) -> None:
 
 def test_detector_that_finds_no_foreground_is_counted_not_a_crash(detector_run: dict[str, Any],
                                                                    tiny_synthetic: Path) -> None:
-    """t_tight = 0: p_bg < 0 never holds, so no image has a foreground. Every image keeps its pixels,
-    is counted as no_fg, and the contact sheet is still written (it used to crash drawing composites)."""
+    """t_tight = 0: p_bg < 0 never holds, so no image has a foreground. With --allow-bad-separation every
+    image keeps its pixels, is counted as no_fg, and the contact sheet is still written (it used to crash
+    drawing composites); without it the health check stops the run (tests/test_fail_early.py)."""
     run = detector_run["run"]
     code, out, err = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL,
-                               "--t-tight", "0", "--refine", "nearest")
+                               "--t-tight", "0", "--refine", "nearest", "--allow-bad-separation")
     assert code == 0, err
     info = json_before(out, "separation")
     assert info["separation_counts"] == {"ok": 0, "no_fg": N_TRAIN, "all_fg": 0}
+    assert info["separation_warning"].startswith(f"{N_TRAIN} of {N_TRAIN} training images (100%) would train unswapped")
     assert Path(info["contact_sheet"]).is_file()
 
 

@@ -61,13 +61,13 @@ def train_config(args: argparse.Namespace, seed: int = 0) -> Any:
 # ----------------------------------------------------------------------------- make-synthetic
 def _make_synthetic_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", type=Path, help="output folder (Waterbirds layout)")
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-val", type=int, default=400)
-    p.add_argument("--n-test", type=int, default=800, help="balanced: n/4 per (y, place) group")
+    p.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
+    p.add_argument("--n-val", type=int, default=400, help="validation images (default 400)")
+    p.add_argument("--n-test", type=int, default=800, help="test images, balanced: n/4 per (y, place) group (default 800)")
     p.add_argument("--correlation", type=float, default=1.0,
                    help="P(place == y) in train and val (default 1.0: no minority group at all)")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64, help="side of the square images in px (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator (default 0)")
     p.set_defaults(func=_make_synthetic)
 
 
@@ -80,36 +80,55 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- experiment
-def add_method_option_args(p: argparse.ArgumentParser) -> None:
-    """Stage options of the AutoBackSwap pipeline, passed to every method that uses them."""
-    g = p.add_argument_group("AutoBackSwap pipeline (used by autobackswap / oracle)")
-    g.add_argument("--label-budget", type=int, default=None, help="labelled training images for the detector (default 200)")
-    g.add_argument("--labels", default=None, help="patch labels: a masks.csv or a labels.sqlite (default: derive from segmentations/)")
-    g.add_argument("--grid", type=int, default=None, help="patch grid G (default 16)")
-    g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")
-    g.add_argument("--t-loose", type=float, default=None, help="inpainting hole: p_bg < t (default 0.9)")
-    g.add_argument("--hole", default=None,
-                   help="inpainting hole: grid (the loose patches, the reference; default) or refined (the refiner's "
-                        "mask at the loose threshold, following the object's edges)")
-    g.add_argument("--hole-dilate", type=int, default=None, help="px the inpainting hole grows by (default 1)")
-    g.add_argument("--inpainter", default=None, help="inpainter from the registry (default mean, chosen by benchmarks/bench_inpainters.py on TuxBirds)")
-    g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
-    g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
-    g.add_argument("--bg-shuffle", action="store_const", const=True, default=None,
-                   help="permute each swapped background's colour channels at random (an option for photos; off by default)")
-    g.add_argument("--bg-only", type=float, default=None,
-                   help="extra inpainted backgrounds per batch, as a fraction of the batch, trained toward the "
-                        "uniform prediction (default 0: off)")
-    g.add_argument("--distractor", type=float, default=None,
-                   help="probability of a second cut-out, of a random class, pasted behind the object on the swapped "
-                        "background (default 0: off)")
-    e = p.add_argument_group("separation engine (execution only: every engine writes the same files)")
-    e.add_argument("--engine", default=None,
-                   help="local: a process pool on this machine (default); ray: a Ray Data pipeline")
-    e.add_argument("--workers", type=int, default=None,
-                   help="local: worker processes; ray: CPUs of a new local Ray instance (default: every core)")
-    e.add_argument("--ray-address", default=None,
-                   help="ray: connect to this cluster (e.g. auto, ray://head:10001) instead of starting a local instance")
+PIPELINE_SECTIONS = ("labels", "detector", "separation", "swap", "engine")
+
+
+def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] = PIPELINE_SECTIONS) -> None:
+    """Stage options of the AutoBackSwap pipeline (used by autobackswap, oracle and random_paste), by
+    section: a command shows only the sections it uses. Unset ones keep the library's defaults."""
+    if "labels" in sections:
+        g = p.add_argument_group("patch labels")
+        g.add_argument("--label-budget", type=int, default=None, help="labelled training images for the detector (default 200)")
+        g.add_argument("--labels", default=None, help="patch labels: a masks.csv or a labels.sqlite (default: DATA/masks.csv "
+                                                     "when present, else derived from segmentations/)")
+        g.add_argument("--grid", type=int, default=None, help="patch grid G (default 16)")
+    if "detector" in sections:
+        g = p.add_argument_group("detector")
+        g.add_argument("--detector-epochs", type=int, default=None, help="detector training epochs (default 100)")
+        g.add_argument("--detector-backbone", default=None, help="detector backbone from the registry (default fcn)")
+    if "separation" in sections:
+        g = p.add_argument_group("separation")
+        g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")
+        g.add_argument("--t-loose", type=float, default=None, help="inpainting hole: p_bg < t (default 0.9)")
+        g.add_argument("--hole", default=None,
+                       help="inpainting hole: grid (the loose patches, the reference; default) or refined (the refiner's "
+                            "mask at the loose threshold, following the object's edges)")
+        g.add_argument("--hole-dilate", type=int, default=None, help="px the inpainting hole grows by (default 1)")
+        g.add_argument("--inpainter", default=None, help="inpainter from the registry (default mean, chosen by benchmarks/bench_inpainters.py on TuxBirds)")
+        g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
+        g.add_argument("--max-unswapped", type=float, default=None,
+                       help="health check: stop when more than this share of images would train unswapped (default 0.25)")
+        g.add_argument("--allow-bad-separation", action="store_const", const=True, default=None,
+                       help="train on a separation that fails the health check (the report flags it)")
+    if "swap" in sections:
+        g = p.add_argument_group("background swaps")
+        g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
+        g.add_argument("--bg-shuffle", action="store_const", const=True, default=None,
+                       help="permute each swapped background's colour channels at random (an option for photos; off by default)")
+        g.add_argument("--bg-only", type=float, default=None,
+                       help="extra inpainted backgrounds per batch, as a fraction of the batch, trained toward the "
+                            "uniform prediction (default 0: off)")
+        g.add_argument("--distractor", type=float, default=None,
+                       help="probability of a second cut-out, of a random class, pasted behind the object on the swapped "
+                            "background (default 0: off)")
+    if "engine" in sections:
+        e = p.add_argument_group("separation engine (execution only: every engine writes the same files)")
+        e.add_argument("--engine", default=None,
+                       help="local: a process pool on this machine (default); ray: a Ray Data pipeline")
+        e.add_argument("--workers", type=int, default=None,
+                       help="local: worker processes; ray: CPUs of a new local Ray instance (default: every core)")
+        e.add_argument("--ray-address", default=None,
+                       help="ray: connect to this cluster (e.g. auto, ray://head:10001) instead of starting a local instance")
 
 
 def add_stream_arg(p: argparse.ArgumentParser) -> None:
@@ -125,15 +144,19 @@ def load_data(args: argparse.Namespace) -> Any:
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("label_budget", "labels", "grid", "t_tight", "t_loose", "hole", "hole_dilate", "inpainter", "p", "refine", "bg_shuffle",
-            "bg_only", "distractor", "engine", "workers", "ray_address")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    """The pipeline flags the user set (flat option names, see ``autobackswap.pipeline.FLAT``)."""
+    from .pipeline import FLAT
+
+    return {k: getattr(args, k) for k in FLAT if getattr(args, k, None) is not None}
 
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    from .methods import METHODS
+
     p.add_argument("--methods", type=csv_strs, default=["erm"],
-                   help="comma-separated methods; options as name:key=value, e.g. autobackswap:inpainter=gray")
+                   help=f"comma-separated methods from {', '.join(METHODS.names())}; options as name:key=value, "
+                        "e.g. autobackswap:inpainter=gray (default erm)")
     p.add_argument("--seeds", type=csv_ints, default=[0], help="comma-separated seeds (default 0)")
     p.add_argument("--out", type=Path, required=True, help="run folder for results.json, models, caches")
     p.add_argument("--label-budgets", type=csv_ints, default=[],
@@ -143,30 +166,37 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--also-test", type=named_path, action="append", default=[], metavar="[NAME=]DIR",
                    help="also score every model on the test split of the dataset DIR (same classes; repeatable), "
                         "e.g. TuxBirds' OUT/unseen beside OUT/seen: each model is trained once")
+    add_stream_arg(p)
     add_train_args(p)
     add_method_option_args(p)
     p.set_defaults(func=_experiment)
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from .evaluate.table import diagnostics_rows, render_text, results_rows, seeds_caption
     from .experiment import ExperimentConfig, run_experiment
 
     cfg = ExperimentConfig(data=str(args.data), methods=args.methods, seeds=args.seeds, image_size=args.image_size,
                            train=train_config(args), method_options=method_options(args),
                            label_budgets=args.label_budgets, diagnostics=not args.no_diagnostics,
-                           also_test=dict(args.also_test))
+                           also_test=dict(args.also_test), stream=args.stream)
     results = run_experiment(cfg, args.out)
+    print_results(results, args.out)
+    return 0
+
+
+def print_results(results: dict[str, Any], out: Path) -> None:
+    """The test table (and one per --also-test set), the diagnostics table and where the files are."""
+    from .evaluate.table import diagnostics_rows, render_text, results_rows, seeds_caption
+
     print(f"test split, {seeds_caption(results)}")
     print(render_text(*results_rows(results)))
-    for name, path in cfg.also_test.items():
+    for name, path in results["config"].get("also_test", {}).items():
         print(f"\ntest split of {name} ({path}), {seeds_caption(results)}")
         print(render_text(*results_rows(results, f"test:{name}")))
     header, rows = diagnostics_rows(results)
     if rows:
         print(f"\nbackground diagnostics (accuracy; bg_gap = mixed_same - mixed_rand)\n{render_text(header, rows)}")
-    print(f"\nresults: {args.out / 'results.json'}\nreport: {args.out / 'report.html'}")
-    return 0
+    print(f"\nresults: {out / 'results.json'}\nreport: {out / 'report.html'}")
 
 
 # ----------------------------------------------------------------------------- train / evaluate
@@ -174,7 +204,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
     p.add_argument("--out", type=Path, required=True, help="run folder; the checkpoint goes to OUT/model.pt")
     p.add_argument("--method", default="erm", help="a method from the registry (default erm)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     add_stream_arg(p)
     add_train_args(p)
     add_method_option_args(p)
@@ -213,7 +243,7 @@ def _train_run(args: argparse.Namespace) -> int:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
     p.add_argument("--checkpoint", type=Path, required=True, help="a classifier checkpoint (model.pt)")
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test", help="the split to score (default test)")
     p.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
     p.set_defaults(func=_evaluate)
 
@@ -244,13 +274,13 @@ def _make_photo_benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="folder of unpacked Debian packages, one folder per package (default: the user cache dir, "
                         "fetched there with apt-get download + dpkg -x when missing; / when installed)")
     p.add_argument("--no-fetch", action="store_true", help="never run apt-get; fail if an asset is missing")
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-val", type=int, default=400)
-    p.add_argument("--n-test", type=int, default=800, help="per test setting; balanced: n/4 per (y, place) group")
+    p.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
+    p.add_argument("--n-val", type=int, default=400, help="validation images (default 400)")
+    p.add_argument("--n-test", type=int, default=800, help="per test setting; balanced: n/4 per (y, place) group (default 800)")
     p.add_argument("--correlation", type=float, default=1.0,
                    help="P(place == y) in train and val (default 1.0: no minority group; 0.95 as in Waterbirds)")
-    p.add_argument("--image-size", type=int, default=64, help="working size in px; photos and cut-outs are resized to it")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64, help="working size in px; photos and cut-outs are resized to it (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the build: which photos, crops and placements (default 0)")
     p.add_argument("--test-setting", choices=["seen", "unseen", "both"], default="both",
                    help="which test set(s) to write (default both)")
     p.set_defaults(func=_make_photo_benchmark)
@@ -272,9 +302,8 @@ def _fit_detector_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
     p.add_argument("--out", type=Path, required=True, help="run folder; the detector goes to OUT/detector.pt")
     p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the label sample and the training")
-    p.add_argument("--detector-epochs", type=int, default=None, help="training epochs (default 100; the best hold-out epoch is kept)")
-    add_method_option_args(p)
+    p.add_argument("--seed", type=int, default=0, help="seeds the label sample and the training (default 0)")
+    add_method_option_args(p, ("labels", "detector"))
     p.set_defaults(func=_fit_detector)
 
 
@@ -282,10 +311,7 @@ def _fit_detector(args: argparse.Namespace) -> int:
     from .data.splits import load_experiment_data
     from .pipeline import PipelineConfig, detector_report, fit_detector
 
-    options = method_options(args)
-    if args.detector_epochs is not None:
-        options["detector_epochs"] = args.detector_epochs
-    cfg = PipelineConfig.from_options(options)
+    cfg = PipelineConfig.from_options(method_options(args))
     data = load_experiment_data(args.data, args.image_size, args.out)
     det, info = fit_detector(data, cfg, args.seed)
     det.save(args.out / "detector.pt")
@@ -302,9 +328,9 @@ def _separate_args(p: argparse.ArgumentParser) -> None:
                    help="a detector from fit-detector (default: fit one from the labels, cached in OUT/detectors/)")
     p.add_argument("--oracle", action="store_true", help="use the ground-truth segmentations instead of a detector")
     p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the label sample, the detector and the inpainting (default 0)")
     add_stream_arg(p)
-    add_method_option_args(p)
+    add_method_option_args(p, ("labels", "detector", "separation", "engine"))
     p.set_defaults(func=_separate)
 
 
@@ -324,23 +350,21 @@ def _separate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- demo
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--seeds", type=csv_ints, default=[0])
+    p.add_argument("--n-train", type=int, default=2000, help="training images of the synthetic set (default 2000)")
+    p.add_argument("--epochs", type=int, default=10, help="classifier training epochs (default 10)")
+    p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
+    p.add_argument("--seeds", type=csv_ints, default=[0], help="comma-separated training seeds (default 0)")
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    from .evaluate.table import render_text, results_rows
 
     results = run_demo(args.out, n_train=args.n_train, image_size=args.image_size, epochs=args.epochs, seeds=args.seeds)
-    print(render_text(*results_rows(results)))
+    print_results(results, args.out)
     abs_run = results["methods"]["autobackswap"]["runs"][0]
-    print(f"\nautobackswap mask IoU vs ground truth: {abs_run.get('mask_iou', float('nan')):.3f}; "
+    print(f"autobackswap mask IoU vs ground truth: {abs_run.get('mask_iou', float('nan')):.3f}; "
           f"detector hold-out balanced patch accuracy: {abs_run.get('patch_balanced_accuracy') or float('nan'):.3f}")
-    print(f"results: {args.out / 'results.json'}")
     print(f"contact sheet: {args.out / 'contact_sheet.png'}")
     return 0
 
@@ -464,17 +488,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autobackswap",
         description="Make image classifiers robust to spurious backgrounds (AutoBackSwap).",
     )
+    from . import __version__
+
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"autobackswap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_arguments) in PARSERS.items():
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         add_arguments(p)
+        p.set_defaults(parser=p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's own parser, with its usage
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":  # started by torchrun

@@ -20,7 +20,7 @@ from .compose.swap import BackgroundSwap, SwapConfig
 from .data.grid import mask_to_grid
 from .data.splits import ExperimentData
 from .data.stream import is_disk_backed, mask_cache
-from .detect.detector import Detector, DetectorConfig, balanced_accuracy
+from .detect.detector import Detector, DetectorConfig, balanced_accuracy, check_labels
 from .detect.labels import patch_labels
 from .errors import AutoBackSwapError
 from .io import fingerprint, json_digest
@@ -45,9 +45,13 @@ FLAT: dict[str, tuple[str, str]] = {
     "rotation": ("jitter", "rotation"), "shift": ("jitter", "shift"), "bg_shuffle": ("swap", "bg_shuffle"),
     "bg_only": ("swap", "bg_only"), "distractor": ("swap", "distractor"),
     "engine": ("", "engine"), "workers": ("", "workers"), "ray_address": ("", "ray_address"),
+    "max_unswapped": ("", "max_unswapped"), "allow_bad_separation": ("", "allow_bad_separation"),
 }
 JITTER_KINDS = {"scale_min": float, "scale_max": float, "rotation": float, "shift": float}
-EXECUTION_ONLY = ("engine", "workers", "ray_address")  # no cache key includes them: every engine writes the same files
+# No cache or run key includes these: every engine writes the same files, and the health check only
+# decides whether a finished separation is used.
+EXECUTION_ONLY = ("engine", "workers", "ray_address", "max_unswapped", "allow_bad_separation")
+MIN_AGREEMENT = 0.7  # tight masks vs the labelled patches (balanced accuracy) below this: the separation failed
 
 
 @dataclass
@@ -65,10 +69,14 @@ class PipelineConfig:
     engine: str = "local"  # separation engine: local (process pool) or ray (Ray Data)
     workers: int = 0  # separation processes (local) or CPUs of a new local Ray instance; 0 = every core
     ray_address: str = ""  # an existing Ray cluster ("auto", "ray://head:10001"); "" starts a local instance
+    max_unswapped: float = 0.25  # health check: at most this share of images left unswapped (no fg / all fg)
+    allow_bad_separation: bool = False  # train on a separation that fails the health check (flagged in the report)
 
     def __post_init__(self) -> None:
         if self.label_budget <= 0:
             raise ValueError(f"label_budget must be positive, got {self.label_budget}")
+        if not 0.0 <= self.max_unswapped <= 1.0:
+            raise ValueError(f"max_unswapped is a share in [0, 1], got {self.max_unswapped}")
         ENGINES.get(self.engine)  # KeyError listing the valid names
 
     @classmethod
@@ -126,6 +134,19 @@ class Banks:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def check_inputs(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False) -> None:
+    """What the pipeline will learn from is there and valid, checked without training: ground-truth
+    segmentations for the oracle; else the patch labels (masks.csv or label store rows, or a label
+    sample from segmentations/) with both kinds of patch."""
+    if oracle:
+        if not data.train.has_segmentations:
+            raise AutoBackSwapError(f"{data.dataset.root}: the oracle needs segmentations/ for every training image")
+        return
+    _, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.detector.grid, cfg.labels,
+                            cfg.label_budget, cfg.label_threshold, seed)
+    check_labels(grids)
+
+
 def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir: Path | None = None) -> tuple[Detector, dict[str, Any]]:
     """Train (or load from the cache) the detector on the labelled training images."""
     idx, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.detector.grid, cfg.labels,
@@ -140,12 +161,16 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
         if path.is_file():
             log.info("detector: loading cached %s", path)
             det = Detector.load(path)
-            return det, {"n_labels": len(idx), "patch_balanced_accuracy": det.holdout_balanced_accuracy_, "detector": str(path)}
-    det.fit(data.train.images[idx], grids)
-    if path is not None:
-        det.save(path)
+    if not hasattr(det, "model_"):
+        log.info("fitting the detector: %d labelled images, %dx%d grid, %d epochs (%s backbone)", len(idx),
+                 det.config.grid, det.config.grid, det.config.epochs, det.config.backbone)
+        det.fit(data.train.images[idx], grids)
+        if path is not None:
+            det.save(path)
+    # how well the tight masks (p_bg < t_tight) reproduce the labelled patches: the health check's second signal
+    agreement = balanced_accuracy(det.predict_proba(data.train.images[idx]), grids, 1.0 - cfg.separation.t_tight)
     return det, {"n_labels": len(idx), "patch_balanced_accuracy": det.holdout_balanced_accuracy_,
-                 "detector": str(path) if path else None}
+                 "labelled_agreement": agreement, "detector": str(path) if path else None}
 
 
 def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False,
@@ -198,11 +223,36 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
     info["contact_sheet"] = str(out / "contact_sheet.png")
     if readonly:
         return Banks(swap, info)
+    problem = separation_problem(info, len(train), cfg)
     rows = np.linspace(0, len(train) - 1, min(8, len(train))).round().astype(int)
     separation_sheet(out / "contact_sheet.png", train.images[rows], fg[rows], bg[rows],
                      composites_for(swap, train.images, rows, 3, seed),
                      None if oracle or detector is None else detector.predict_proba(train.images[rows]))
+    if problem is not None:
+        if not cfg.allow_bad_separation:
+            raise AutoBackSwapError(
+                f"the separation looks broken: {problem}. Look at {out / 'contact_sheet.png'}; try a --t-tight nearer "
+                f"0.5, more --detector-epochs or more labels; --allow-bad-separation trains on it anyway")
+        log.warning("SEPARATION WARNING (training anyway, --allow-bad-separation): %s", problem)
+        info["separation_warning"] = problem
     return Banks(swap, info)
+
+
+def separation_problem(info: dict[str, Any], n: int, cfg: PipelineConfig) -> str | None:
+    """What is wrong with a finished separation, or None: too many images left unswapped, or tight
+    masks that disagree with the labelled images."""
+    counts = info["separation_counts"]
+    problems = []
+    unswapped = counts.get("no_fg", 0) + counts.get("all_fg", 0)
+    if unswapped > cfg.max_unswapped * n:
+        problems.append(f"{unswapped} of {n} training images ({unswapped / n:.0%}) would train unswapped "
+                        f"({counts.get('all_fg', 0)} all foreground, {counts.get('no_fg', 0)} no foreground; "
+                        f"at most {cfg.max_unswapped:.0%} allowed)")
+    agreement = info.get("labelled_agreement")
+    if agreement is not None and agreement < MIN_AGREEMENT:
+        problems.append(f"the tight masks (p_bg < {cfg.separation.t_tight}) reproduce the labelled images' patches "
+                        f"with balanced accuracy {agreement:.2f} (< {MIN_AGREEMENT})")
+    return "; ".join(problems) or None
 
 
 def mean_mask_iou(foregrounds: Any, segmentations: Any, chunk: int = 1024) -> float:

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ..progress import progress
 
 
 def pil_to_rgb(img: Image.Image) -> np.ndarray:
@@ -74,8 +74,8 @@ def decode_images(paths: Sequence[str | Path], rows: Sequence[int | None], size:
     with ``desc`` for long lists)."""
     out = np.empty((len(paths), size, size, 3), np.uint8)
     items = zip(paths, rows, strict=True)
-    for k, (path, row) in enumerate(tqdm(items, total=len(paths), desc=desc, leave=False,
-                                         disable=desc is None or len(paths) < 500)):
+    for k, (path, row) in enumerate(progress(items, total=len(paths), desc=desc,
+                                             quiet=desc is None or len(paths) < 500)):
         out[k] = resize_rgb(read_rgb(path, row), size)
     return out
 

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .. import seeding
 from ..errors import AutoBackSwapError, NotFittedError
 from ..io import atomic_open
+from ..progress import progress
 from .model import BACKBONES, create_backbone
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class Detector:
         history: list[dict[str, float]] = []
         bad_epochs = 0
         start = time.perf_counter()
-        for epoch in tqdm(range(cfg.epochs), desc="detector", leave=False):
+        for epoch in progress(range(cfg.epochs), desc="detector"):
             model.train()
             perm = torch.from_numpy(train)[torch.randperm(len(train), generator=generator)]
             total_loss = 0.0

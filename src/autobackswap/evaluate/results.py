@@ -3,6 +3,7 @@ aggregated over seeds (means, spreads, skips, the label-efficiency curve)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,21 @@ def evaluate_checkpoint(data_dir: str | Path, checkpoint: str | Path, split: str
     data = load_split(dataset, split, payload["image_size"], payload["classes"])
     train = dataset.split("train")
     return evaluate_model(model, data, group_counts([r.y for r in train], [r.place for r in train]), payload["classes"])
+
+
+def finished_run(run_dir: Path, spec: str, seed: int, key: str) -> tuple[dict[str, Any], nn.Module] | None:
+    """The record and model of a run an earlier, interrupted ``experiment`` finished with the same key.
+
+    The record is written (atomically) only after its model, so a record means the run is complete."""
+    model_file = model_path(run_dir, spec, seed)
+    record_file = model_file.with_suffix(".json")
+    if not (record_file.is_file() and model_file.is_file()):
+        return None
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if record.get("key") != key:
+        return None
+    model, _ = load_classifier(model_file)
+    return record, model

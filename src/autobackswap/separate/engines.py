@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from .. import seeding
 from ..data.images import decode_images, decode_masks
@@ -52,6 +51,7 @@ from ..data.stream import DiskArray, write_npy
 from ..detect.detector import Detector
 from ..errors import AutoBackSwapError
 from ..io import write_json, write_png
+from ..progress import progress
 from ..registry import Registry
 from .inpaint import create_inpainter
 from .masks import create_refiner
@@ -294,7 +294,7 @@ class LocalEngine(Engine):
         workers = self.resolve_workers(n_todo)
         log.info("separation: %d images on the local engine, %d worker process%s", n_todo, workers,
                  "" if workers == 1 else "es")
-        bar = tqdm(total=n_todo, desc="separating", leave=False)
+        bar = progress(total=n_todo, desc="separating")
         try:
             if workers == 1:
                 for start, stop, todo in chunks:
@@ -422,7 +422,7 @@ class RayEngine(Engine):
         ds = ds.flat_map(_ray_explode)
         ds = ds.map_batches(_ray_separate, batch_size=TASK_SIZE,
                             fn_kwargs={"out_dir": str(job.out_dir), "cfg": job.cfg, "kind": job.kind})
-        with tqdm(total=n_todo, desc="separating (ray)", leave=False) as bar:
+        with progress(total=n_todo, desc="separating (ray)") as bar:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 bar.update(len(batch["index"]))
 

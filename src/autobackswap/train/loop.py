@@ -22,11 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import runtime, seeding
 from ..errors import DataError, NotFittedError
 from ..io import atomic_open
+from ..progress import progress
 from ..runtime import is_main
 from ..tensors import to_tensor
 from .augment import Augment, build_augment
@@ -84,8 +84,8 @@ def train_one_epoch(
     warmup = int(cfg.warmup_epochs * math.ceil(len(source) / cfg.batch_size))
     total_loss, count = 0.0, 0
     device = next(model.parameters()).device
-    bar = tqdm(source.batches(epoch, cfg.batch_size, generator), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               total=math.ceil(len(source) / cfg.batch_size), leave=False, disable=not is_main())
+    bar = progress(source.batches(epoch, cfg.batch_size, generator), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   total=math.ceil(len(source) / cfg.batch_size), quiet=not is_main())
     for x, y in bar:
         if augment is not None:
             x = augment(x, generator)
@@ -164,6 +164,8 @@ def fit(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     scored = model if ema is None else ema.module  # the weights validated, selected and returned
     total_steps = cfg.epochs * math.ceil(len(source) / cfg.batch_size)
+    log.info("training %s: %d images, %d epochs of %d steps (batch %d)", cfg.model, len(source), cfg.epochs,
+             math.ceil(len(source) / cfg.batch_size), cfg.batch_size)
     history: list[dict[str, float]] = []
     best_acc, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), -1
     step = 0
