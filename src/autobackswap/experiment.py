@@ -73,6 +73,7 @@ class ExperimentConfig:
     diagnostics_same: str = "majority"  # mixed_same donors: "majority" (usual background) or "class"
     report: bool = True  # write RUN/report.html and RUN/report.md
     also_test: dict[str, str] = field(default_factory=dict)  # name -> another dataset whose test split is also scored
+    layout: str = "auto"  # dataset layout (data/layouts/): auto-detected, or a name such as spawrious:variant=m2m_hard
 
 
 LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0}  # TrainConfig fields and their defaults
@@ -128,14 +129,15 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     specs = expand_methods(cfg.methods, cfg.label_budgets)
     for spec in specs:
         make_method(spec, cfg.method_options)  # fail fast on an unknown method or option, before loading anything
-    data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir)
+    data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir, layout=cfg.layout)
     ctx = ctx or MethodContext(data.run_dir)
-    also = load_also_test(cfg.also_test, data)
+    also = load_also_test(cfg.also_test, data, cfg.layout)
     digest = data_digest(data)
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"dataset": str(cfg.data), "config": asdict(cfg), "run_dir": str(data.run_dir),
                                "methods": {},
-                               "train_groups": split_groups(data.train), "val_groups": split_groups(data.val)}
+                               "train_groups": split_groups(data.train), "val_groups": split_groups(data.val),
+                               "dataset_layout": data.dataset.layout, "dataset_notes": list(data.dataset.notes)}
     write_json(run_dir / "config.json", asdict(cfg))
     diag = DiagnosticsRunner(data, cfg.method_options, same=cfg.diagnostics_same) if cfg.diagnostics else None
     pending: list[tuple[dict[str, Any], nn.Module]] = []  # runs waiting for diagnostic masks
@@ -229,7 +231,7 @@ def train_single(cfg: ExperimentConfig, out: str | Path, stream: bool = False) -
     spec, train_cfg = cfg.methods[0], replace(cfg.train, seed=cfg.seeds[0])
     method = make_method(spec, cfg.method_options)
     with runtime.main_process_first():  # rank 0 writes the image caches (--stream) first
-        data = load_experiment_data(cfg.data, cfg.image_size, out, stream=stream)
+        data = load_experiment_data(cfg.data, cfg.image_size, out, stream=stream, layout=cfg.layout)
     start = time.perf_counter()
     output = method.run(data, train_cfg, MethodContext(data.run_dir))
     seconds = time.perf_counter() - start
