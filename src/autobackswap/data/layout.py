@@ -53,6 +53,7 @@ class ImageDataset:
     source: Path | None = None  # the file or folder that defines the dataset (default metadata.csv)
     mask_paths: dict[str, Path] | None = None  # img_filename -> its ground-truth mask file
     masks_csv: Path | None = None  # where the layout keeps patch labels (default DATA/masks.csv)
+    shared_labels_root: Path | None = None  # masks.csv rows naming another image under it (another variant's) are skipped
     class_names: dict[int, str] = field(default_factory=dict)
     place_names: dict[int, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what a report should say about the data
@@ -189,6 +190,9 @@ def read_masks_csv(path: str | Path, dataset: ImageDataset) -> dict[str, np.ndar
             line = reader.line_num
             info = (row.get("info") or "").strip()
             record = index.get(info)
+            if record is None and dataset.shared_labels_root is not None and (
+                    dataset.shared_labels_root / info.lstrip("/")).is_file():
+                continue
             if record is None:
                 raise DataError(path, f"unknown id {info!r}: no img_id or img_filename in metadata.csv matches", line)
             try:

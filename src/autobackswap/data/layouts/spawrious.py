@@ -25,7 +25,7 @@ Validation (the official code has none): 20 % of each (breed, env) training list
 randomness. Ground-truth masks: ``ROOT/spawrious224_segmentation_masks/<same relative path>.tiff``
 (spur-corr ``data/generate_segmentation_masks.py``); patch labels: ``spawrious224/masks.csv``, keyed by the
 image's path below the image root with a leading ``/`` (``/0/snow/labrador/snow_labrador_0.png``), which is
-each record's ``img_id``.
+each record's ``img_id``; its rows for images the variant does not use are skipped.
 """
 
 from __future__ import annotations
@@ -190,6 +190,7 @@ def read_spawrious(root: Path, options: dict[str, str]) -> ImageDataset:
     seg = top.parent / f"{top.name}_segmentation_masks" / base.relative_to(top)
     masks = {r.img_filename: (seg / r.img_filename).with_suffix(".tiff") for r in records}
     return ImageDataset(base, records, layout="spawrious", source=top, mask_paths=masks, masks_csv=top / "masks.csv",
+                        shared_labels_root=base,
                         class_names=dict(enumerate(CLASS_NAMES)), place_names=dict(enumerate(LOCATION_NAMES)),
                         notes=[f"Spawrious {variant}, {splits} splits; val is 20 % of each (breed, env) training list"])
 
