@@ -20,6 +20,7 @@ from layout_fakes import (
     write_rows,
 )
 
+from autobackswap.cli import build_parser, main
 from autobackswap.data.layout import load_segmentations, read_masks_csv
 from autobackswap.data.layouts import layout_names, parse_layout_spec, read_layout
 from autobackswap.data.layouts.base import detect_layout
@@ -404,3 +405,60 @@ def test_run_experiment_reports_class_groups_without_attributes(tmp_path: Path) 
     assert "skipped" not in results["methods"]["jtt"]
     assert "groups are the classes" in (tmp_path / "run" / "report.md").read_text()
     assert "groups are the classes" in json.loads((tmp_path / "run" / "results.json").read_text())["dataset_notes"][0]
+
+
+def test_cli_commands_take_the_layout(fakes: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """experiment (with IN-9 variants as --also-test sets), diagnose (the run's layout, the .npy test masks)
+    and evaluate, on the in9 fake."""
+    root, run = fakes["in9"], tmp_path / "run"
+    variants = [a for v in ("mixed_same", "mixed_rand") for a in ("--also-test", f"{v}={root / 'bg_challenge' / v}")]
+    assert main(["experiment", str(root), "--layout", "in9", "--methods", "erm", "--image-size", "16", "--epochs", "1",
+                 "--width", "8", "--no-diagnostics", "--out", str(run), *variants]) == 0
+    out = capsys.readouterr().out
+    assert "official BG-gap (mixed_same - mixed_rand): erm " in out
+    assert main(["diagnose", str(run), "--no-report"]) == 0
+    assert "6 test images, masks: ground_truth" in capsys.readouterr().out
+    assert main(["evaluate", str(root), "--layout", "in9", "--checkpoint", str(run / "models" / "erm_seed0.pt"),
+                 "--split", "val"]) == 0
+    assert '"average_accuracy"' in capsys.readouterr().out
+    assert main(["evaluate", str(root), "--layout", "metashift", "--checkpoint", str(run / "models" / "erm_seed0.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "neither metadata_metashift.csv nor the image folders found" in err and len(err.splitlines()) == 1
+
+
+def test_label_import_export_with_the_spawrious_masks_csv(fakes: dict[str, Path], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The reference masks.csv imports into a label store (rows of unused images skipped) and exports with
+    the same keys (img_id = /<env>/<location>/<breed>/<file>)."""
+    root = fakes["spawrious"]
+    db, exported = tmp_path / "labels.sqlite", tmp_path / "export.csv"
+    assert main(["label", str(root), "--layout", "spawrious:variant=m2m_easy", "--db", str(db),
+                 "--import", str(root / "spawrious224" / "masks.csv"), "--export", str(exported)]) == 0
+    assert "imported 176 labels" in capsys.readouterr().out
+    rows = exported.read_text().splitlines()
+    assert rows[0] == "info,mask" and len(rows) == 177
+    ds = read_layout(root, "spawrious:variant=m2m_easy")
+    assert {r.split(",")[0] for r in rows[1:]} == {r.img_id for r in ds.records}
+
+
+DATASET_COMMANDS = ("experiment", "train", "evaluate", "fit-detector", "separate", "label", "diagnose", "inspect")
+
+
+def test_every_command_that_reads_a_dataset_has_layout() -> None:
+    parser = build_parser()
+    for command in DATASET_COMMANDS:
+        argv = [command, "RUN" if command == "diagnose" else "DATA", "--layout", "spawrious:variant=m2m_hard"]
+        argv += {"evaluate": ["--checkpoint", "m.pt"], "inspect": [], "label": [], "diagnose": []}.get(command, ["--out", "o"])
+        assert parser.parse_args(argv).layout == "spawrious:variant=m2m_hard"
+    assert parser.parse_args(["diagnose", "RUN"]).layout is None  # the run's layout
+    assert parser.parse_args(["train", "DATA", "--out", "o"]).layout == "auto"
+
+
+def test_train_and_separate_read_the_layout(fakes: dict[str, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(fakes["metashift"]), "--layout", "metashift", "--image-size", "16", "--epochs", "1",
+                 "--width", "8", "--out", str(tmp_path / "train")]) == 0
+    assert (tmp_path / "train" / "model.pt").is_file()
+    assert main(["separate", str(fakes["imagefolder"]), "--layout", "imagefolder", "--oracle", "--image-size", "16",
+                 "--workers", "1", "--out", str(tmp_path / "sep")]) == 0
+    assert '"mask_iou": 1.0' in capsys.readouterr().out

@@ -13,7 +13,9 @@ splits, tiny test groups, unreadable files.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,12 +91,18 @@ def split_summary(dataset: ImageDataset, name: str, usual: set[tuple[int, int]],
 
 
 def stored_label_names(path: Path) -> set[str]:
-    """Image names in a label store, read without writing to it."""
-    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-    try:
-        return {row[0] for row in conn.execute("SELECT img_filename FROM labels")}
-    finally:
-        conn.close()
+    """Image names in a label store. SQLite writes beside a WAL database it opens, even read-only, so a copy
+    (with its write-ahead log, if any) is read in a temporary folder and DATA stays untouched."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / path.name
+        for suffix in ("", "-wal"):
+            if Path(f"{path}{suffix}").is_file():
+                shutil.copyfile(f"{path}{suffix}", f"{copy}{suffix}")
+        conn = sqlite3.connect(copy)
+        try:
+            return {row[0] for row in conn.execute("SELECT img_filename FROM labels")}
+        finally:
+            conn.close()
 
 
 def label_summary(dataset: ImageDataset, data_dir: Path, budget: int | None) -> tuple[dict[str, Any], list[str]]:
