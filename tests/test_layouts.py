@@ -462,3 +462,15 @@ def test_train_and_separate_read_the_layout(fakes: dict[str, Path], tmp_path: Pa
     assert main(["separate", str(fakes["imagefolder"]), "--layout", "imagefolder", "--oracle", "--image-size", "16",
                  "--workers", "1", "--out", str(tmp_path / "sep")]) == 0
     assert '"mask_iou": 1.0' in capsys.readouterr().out
+
+
+def test_oracle_and_labels_without_masks_name_the_first_missing_mask(fakes: dict[str, Path], tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    root = fakes["metashift"]
+    first = read_layout(root).split("train")[0]
+    expected = (root / "segmentations" / first.img_filename).with_suffix(".png")
+    for method in ("oracle", "autobackswap"):
+        assert main(["train", str(root), "--method", method, "--image-size", "16", "--epochs", "1",
+                     "--out", str(tmp_path / method)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert str(expected) in err and len(err.splitlines()) == 1
