@@ -58,6 +58,7 @@ def test_card_counts_and_warnings(dataset_dir: Path) -> None:
         ("cat", "in", 3, False), ("cat", "out", 1, True), ("dog", "in", 1, True), ("dog", "out", 3, False)]
     assert train["class_attribute_cramers_v"] == pytest.approx(0.5) and train["usual_group_share"] == 0.75
     assert val["minority_groups"] == [] and val["class_attribute_cramers_v"] == pytest.approx(1.0)
+    assert (train["has_minority_group"], val["has_minority_group"]) == (True, False)
     assert test["n"] == 9 and test["minority_groups"] == [[0, 1], [1, 0]]
     assert train["images"]["sizes"] == [("16x16", 7), ("20x16", 1)] and train["images"]["modes"] == {"RGB": 7, "L": 1}
     assert test["masks"] == {"with_mask": 8, "n": 9, "coverage": pytest.approx(8 / 9),

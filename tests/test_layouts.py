@@ -96,10 +96,10 @@ def test_an_unrecognised_folder_names_what_each_layout_expects(tmp_path: Path) -
     (tmp_path / "photos").mkdir()
     with pytest.raises(DataError) as exc:
         read_layout(tmp_path)
-    one_line_error(exc, str(tmp_path), "no dataset layout recognised", "waterbirds: DATA/metadata.csv",
-                   "spawrious: ROOT/spawrious224/{0,1}", "in9: ROOT/in9l/{train,val}",
-                   "metashift: ROOT/MetaShift-Cat-Dog-indoor-outdoor", "imagefolder: ROOT/{train,val,test}",
-                   "pass --layout NAME")
+    one_line_error(exc, "no dataset layout recognised, expected files not found",
+                   f"waterbirds: {tmp_path}/metadata.csv", f"spawrious: {tmp_path}/spawrious224/{{0,1}}",
+                   f"in9: {tmp_path}/in9l/{{train,val}}", f"metashift: {tmp_path}/MetaShift-Cat-Dog-indoor-outdoor",
+                   f"imagefolder: {tmp_path}/{{train,val,test}}", "pass --layout NAME")
     with pytest.raises(DataError) as exc:
         read_layout(tmp_path / "nope")
     one_line_error(exc, "dataset folder not found")

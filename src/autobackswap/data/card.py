@@ -85,6 +85,7 @@ def split_summary(dataset: ImageDataset, name: str, usual: set[tuple[int, int]],
     return {"n": len(records), "groups": groups, "class_attribute_cramers_v": cramers_v(y, place),
             "usual_group_share": in_usual / len(records) if records else None,
             "minority_groups": [[g["y"], g["place"]] for g in groups if g["minority"]],
+            "has_minority_group": any(g["minority"] for g in groups),
             "images": image_header_stats(records, sample),
             "masks": {"with_mask": int(sum(masked)), "n": len(records),
                       "coverage": float(np.mean(masked)) if records else 0.0, "first_missing": first_missing}}

@@ -73,8 +73,10 @@ def detect_layout(root: Path) -> str:
     for name in detect_order():
         if LAYOUTS.get(name).detect(root):
             return name
-    expected = "; ".join(f"{n}: {LAYOUTS.get(n).expects}" for n in detect_order())
-    raise DataError(root, f"no dataset layout recognised (expected one of {expected}); pass --layout NAME")
+    here = f"{root}/"
+    expected = "; ".join(f"{n}: {LAYOUTS.get(n).expects.replace('DATA/', here).replace('ROOT/', here)}"
+                         for n in detect_order())
+    raise DataError(root, f"no dataset layout recognised, expected files not found: {expected}; pass --layout NAME")
 
 
 def is_image(path: Path) -> bool:
