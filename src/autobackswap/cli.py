@@ -137,10 +137,19 @@ def add_stream_arg(p: argparse.ArgumentParser) -> None:
                         "so memory stays flat as the dataset grows")
 
 
+LAYOUT_HELP = ("dataset layout: auto (default: detected), waterbirds, spawrious[:variant=o2o_easy|...|m2m_hard]"
+               "[:splits=reference|official], in9, metashift, imagefolder[:attributes=CSV] (docs/datasets.md)")
+
+
+def add_layout_arg(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    p.add_argument("--layout", default=default, metavar="NAME", help=LAYOUT_HELP)
+
+
 def load_data(args: argparse.Namespace) -> Any:
     from .data.splits import load_experiment_data
 
-    return load_experiment_data(args.data, args.image_size, args.out, stream=getattr(args, "stream", False))
+    return load_experiment_data(args.data, args.image_size, args.out, stream=getattr(args, "stream", False),
+                                layout=args.layout)
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -151,9 +160,8 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     from .methods import METHODS
-
     p.add_argument("--methods", type=csv_strs, default=["erm"],
                    help=f"comma-separated methods from {', '.join(METHODS.names())}; options as name:key=value, "
                         "e.g. autobackswap:inpainter=gray (default erm)")
@@ -165,8 +173,10 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
                    help="skip the only_fg / only_bg / mixed_same / mixed_rand background diagnostics")
     p.add_argument("--also-test", type=named_path, action="append", default=[], metavar="[NAME=]DIR",
                    help="also score every model on the test split of the dataset DIR (same classes; repeatable), "
-                        "e.g. TuxBirds' OUT/unseen beside OUT/seen: each model is trained once")
+                        "e.g. TuxBirds' OUT/unseen beside OUT/seen, or an IN-9 variant folder "
+                        "(mixed_rand=ROOT/bg_challenge/mixed_rand): each model is trained once")
     add_stream_arg(p)
+    add_layout_arg(p)
     add_train_args(p)
     add_method_option_args(p)
     p.set_defaults(func=_experiment)
@@ -178,7 +188,7 @@ def _experiment(args: argparse.Namespace) -> int:
     cfg = ExperimentConfig(data=str(args.data), methods=args.methods, seeds=args.seeds, image_size=args.image_size,
                            train=train_config(args), method_options=method_options(args),
                            label_budgets=args.label_budgets, diagnostics=not args.no_diagnostics,
-                           also_test=dict(args.also_test), stream=args.stream)
+                           also_test=dict(args.also_test), stream=args.stream, layout=args.layout)
     results = run_experiment(cfg, args.out)
     print_results(results, args.out)
     return 0
@@ -193,6 +203,9 @@ def print_results(results: dict[str, Any], out: Path) -> None:
     for name, path in results["config"].get("also_test", {}).items():
         print(f"\ntest split of {name} ({path}), {seeds_caption(results)}")
         print(render_text(*results_rows(results, f"test:{name}")))
+    gaps = {m: e["bg_gap_official"] for m, e in results["methods"].items() if e.get("bg_gap_official") is not None}
+    if gaps:
+        print("\nofficial BG-gap (mixed_same - mixed_rand): " + ", ".join(f"{m} {g:.3f}" for m, g in gaps.items()))
     header, rows = diagnostics_rows(results)
     if rows:
         print(f"\nbackground diagnostics (accuracy; bg_gap = mixed_same - mixed_rand)\n{render_text(header, rows)}")
@@ -201,10 +214,11 @@ def print_results(results: dict[str, Any], out: Path) -> None:
 
 # ----------------------------------------------------------------------------- train / evaluate
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder; the checkpoint goes to OUT/model.pt")
     p.add_argument("--method", default="erm", help="a method from the registry (default erm)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    add_layout_arg(p)
     add_stream_arg(p)
     add_train_args(p)
     add_method_option_args(p)
@@ -229,7 +243,8 @@ def _train_run(args: argparse.Namespace) -> int:
     from .experiment import ExperimentConfig, train_single
 
     cfg = ExperimentConfig(data=str(args.data), methods=[args.method], seeds=[args.seed], image_size=args.image_size,
-                           train=train_config(args, args.seed), method_options=method_options(args))
+                           train=train_config(args, args.seed), method_options=method_options(args),
+                           layout=args.layout)
     record = train_single(cfg, args.out, stream=args.stream)
     if record is None:  # a torchrun rank other than 0
         return 0
@@ -241,10 +256,11 @@ def _train_run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     p.add_argument("--checkpoint", type=Path, required=True, help="a classifier checkpoint (model.pt)")
     p.add_argument("--split", choices=["train", "val", "test"], default="test", help="the split to score (default test)")
     p.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    add_layout_arg(p)
     p.set_defaults(func=_evaluate)
 
 
@@ -253,7 +269,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate.table import group_table
     from .io import write_json
 
-    metrics = evaluate_checkpoint(args.data, args.checkpoint, args.split)
+    metrics = evaluate_checkpoint(args.data, args.checkpoint, args.split, layout=args.layout)
     print(json.dumps({k: v for k, v in metrics.items() if k != "groups"}, indent=2))
     print(group_table(metrics))
     if args.out:
@@ -299,10 +315,11 @@ def _make_photo_benchmark(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- fit-detector / separate
 def _fit_detector_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder; the detector goes to OUT/detector.pt")
     p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seeds the label sample and the training (default 0)")
+    add_layout_arg(p)
     add_method_option_args(p, ("labels", "detector"))
     p.set_defaults(func=_fit_detector)
 
@@ -312,7 +329,7 @@ def _fit_detector(args: argparse.Namespace) -> int:
     from .pipeline import PipelineConfig, detector_report, fit_detector
 
     cfg = PipelineConfig.from_options(method_options(args))
-    data = load_experiment_data(args.data, args.image_size, args.out)
+    data = load_experiment_data(args.data, args.image_size, args.out, layout=args.layout)
     det, info = fit_detector(data, cfg, args.seed)
     det.save(args.out / "detector.pt")
     report = detector_report(data, det, cfg, info)
@@ -322,13 +339,14 @@ def _fit_detector(args: argparse.Namespace) -> int:
 
 
 def _separate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder; outputs go to OUT/separation/<digest>/")
     p.add_argument("--detector", type=Path, default=None,
                    help="a detector from fit-detector (default: fit one from the labels, cached in OUT/detectors/)")
     p.add_argument("--oracle", action="store_true", help="use the ground-truth segmentations instead of a detector")
     p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seeds the label sample, the detector and the inpainting (default 0)")
+    add_layout_arg(p)
     add_stream_arg(p)
     add_method_option_args(p, ("labels", "detector", "separation", "engine"))
     p.set_defaults(func=_separate)
@@ -377,7 +395,7 @@ def _label_args(p: argparse.ArgumentParser) -> None:
         "store. Once --assist-after images are labelled, a detector is trained in the background: it pre-fills each "
         "new image and 'label next' shows the images it is least sure of first. With --import or --export the "
         "command converts between the store and a masks.csv (reference format: info,mask) and exits without serving.")
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout; its train split is labelled")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout); its train split is labelled")
     p.add_argument("--db", type=Path, default=None, help="label store (default DATA/labels.sqlite)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only; another host exposes the app)")
@@ -392,17 +410,18 @@ def _label_args(p: argparse.ArgumentParser) -> None:
                    help="import a masks.csv into the store (all rows or none) and exit")
     p.add_argument("--export", dest="export_csv", type=Path, default=None, metavar="CSV",
                    help="write the store as masks.csv (info = img_id) and exit; runs after --import when both are given")
+    add_layout_arg(p)
     p.set_defaults(func=_label)
 
 
 def _label(args: argparse.Namespace) -> int:
     from .data.labelstore import LabelStore
-    from .data.layout import read_dataset
+    from .data.layouts import read_layout
     from .label.server import LOCAL_HOSTS, create_app, serve
 
     db = args.db if args.db is not None else args.data / "labels.sqlite"
     if args.import_csv is not None or args.export_csv is not None:
-        dataset = read_dataset(args.data)
+        dataset = read_layout(args.data, args.layout)
         if args.import_csv is None and not db.is_file():
             raise AutoBackSwapError(f"{db}: label store not found (nothing to export)")
         store = LabelStore(db, grid=args.grid)
@@ -415,7 +434,7 @@ def _label(args: argparse.Namespace) -> int:
     local = args.host in ("127.0.0.1", "localhost")
     app = create_app(args.data, db, grid=grid, budget=args.budget, assist_after=args.assist_after,
                      assist=not args.no_assist, image_size=args.image_size,
-                     allowed_hosts=LOCAL_HOSTS if local else None)
+                     allowed_hosts=LOCAL_HOSTS if local else None, layout=args.layout)
     info = app.state.labeller.info()
     print(f"labelling {info['n_train']} training images of {args.data} ({grid}x{grid} patches); "
           f"{info['n_labelled']} labelled so far; labels are saved to {db}")
@@ -448,6 +467,7 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
                    help="mixed_same donors: the class's usual (training-majority) background, or any image of the class")
     p.add_argument("--seed", type=int, default=0, help="seeds the inpainting and the background draws")
     p.add_argument("--no-report", action="store_true", help="do not rewrite RUN/report.html and RUN/report.md")
+    add_layout_arg(p, default=None)
     p.set_defaults(func=_diagnose)
 
 
@@ -456,13 +476,42 @@ def _diagnose(args: argparse.Namespace) -> int:
     from .evaluate.table import diagnostics_rows, render_text, seeds_caption
 
     results = diagnose_run(args.run, args.data, args.masks, args.detector, args.inpainter, args.mixed_same,
-                           args.seed, report=not args.no_report)
+                           args.seed, report=not args.no_report, layout=args.layout)
     info = results["diagnostics"]
     print(f"{info['n']} test images, masks: {info['masks']}, {seeds_caption(results)}")
     print(render_text(*diagnostics_rows(results)))
     print(f"\ndiagnostics: {args.run / 'diagnostics.json'}")
     if not args.no_report:
         print(f"report: {args.run / 'report.html'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- inspect
+def _inspect_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "A dataset card: per split the (class, attribute) group counts, the class-attribute association, the minority "
+        "groups, image sizes and modes (a sample), mask coverage; patch labels available; files duplicated across "
+        "splits; and warnings about what stops a method (no minority group in val for DFR, fewer labels than the "
+        "budget, missing masks). With --out, writes OUT/card.json, OUT/card.md and OUT/contact_sheet.png (a row per group).")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
+    add_layout_arg(p)
+    p.add_argument("--out", type=Path, default=None, help="write card.json, card.md and contact_sheet.png here")
+    p.add_argument("--sample", type=int, default=32, help="images per split whose size and mode are read (default 32)")
+    p.add_argument("--label-budget", type=int, default=None, help="label budget to check against (default: the method's, 200)")
+    p.add_argument("--per-group", type=int, default=8, help="images per group on the contact sheet (default 8)")
+    p.add_argument("--no-hash", action="store_true", help="skip hashing every file to find duplicates across splits")
+    p.set_defaults(func=_inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .data.card import inspect_dataset, render_card_markdown
+    from .pipeline import PipelineConfig
+
+    budget = args.label_budget if args.label_budget is not None else PipelineConfig().label_budget
+    card, paths = inspect_dataset(args.data, args.layout, args.out, args.sample, budget, not args.no_hash, args.per_group)
+    print(render_card_markdown(card))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
     return 0
 
 
@@ -480,6 +529,8 @@ PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "label": ("label training images patch by patch in a local web app (model-assisted)", _label_args),
     "diagnose": ("background diagnostics (only_fg, only_bg, mixed_same, mixed_rand, bg_gap) for a run's models",
                  _diagnose_args),
+    "inspect": ("a dataset card: groups, correlation, minority groups, sizes, masks, duplicates, warnings",
+                _inspect_args),
 }
 
 

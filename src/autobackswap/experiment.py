@@ -74,6 +74,7 @@ class ExperimentConfig:
     report: bool = True  # write RUN/report.html and RUN/report.md
     also_test: dict[str, str] = field(default_factory=dict)  # name -> another dataset whose test split is also scored
     stream: bool = False  # keep images, masks and swap banks on disk (RUN/cache/), read per batch
+    layout: str = "auto"  # dataset layout (data/layouts/): auto-detected, or a name such as spawrious:variant=m2m_hard
 
 
 LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0}  # TrainConfig fields and their defaults
@@ -112,9 +113,9 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     stats = {"trained": 0, "reused": 0, "skipped": 0}
     specs = expand_methods(cfg.methods, cfg.label_budgets)
     check_options(specs, cfg.method_options, cfg.seeds)  # unknown methods and options fail before anything loads
-    data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir, stream=cfg.stream)
+    data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir, stream=cfg.stream, layout=cfg.layout)
     ctx = ctx or MethodContext(data.run_dir)
-    also = load_also_test(cfg.also_test, data)
+    also = load_also_test(cfg.also_test, data, cfg.layout)
     skips = check_methods(specs, cfg.method_options, cfg.seeds, data)  # every method's inputs, before any training
     log.info("plan: %d method(s) x %d seed(s) on %d train / %d val / %d test images at %d px, %d epochs each%s",
              len(specs), len(cfg.seeds), len(data.train), len(data.val), len(data.test), cfg.image_size,
@@ -123,7 +124,8 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"dataset": str(cfg.data), "config": asdict(cfg), "run_dir": str(data.run_dir),
                                "methods": {},
-                               "train_groups": split_groups(data.train), "val_groups": split_groups(data.val)}
+                               "train_groups": split_groups(data.train), "val_groups": split_groups(data.val),
+                               "dataset_layout": data.dataset.layout, "dataset_notes": list(data.dataset.notes)}
     write_json(run_dir / "config.json", asdict(cfg))
     diag = DiagnosticsRunner(data, cfg.method_options, same=cfg.diagnostics_same) if cfg.diagnostics else None
     pending: list[tuple[dict[str, Any], nn.Module]] = []  # runs waiting for diagnostic masks
@@ -223,7 +225,7 @@ def train_single(cfg: ExperimentConfig, out: str | Path, stream: bool = False) -
     check_options([spec], cfg.method_options, cfg.seeds)
     method = make_method(spec, cfg.method_options)
     with runtime.main_process_first():  # rank 0 writes the image caches (--stream) first
-        data = load_experiment_data(cfg.data, cfg.image_size, out, stream=stream)
+        data = load_experiment_data(cfg.data, cfg.image_size, out, stream=stream, layout=cfg.layout)
     skipped = method.check(data, train_cfg.seed)
     if skipped:
         raise AutoBackSwapError(f"method {spec} cannot run on this data: {skipped}")

@@ -198,7 +198,9 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
                if stream else train.segmentations)
     if oracle:
         if seg is None:
-            raise AutoBackSwapError(f"{data.dataset.root}: the oracle needs segmentations/ for every training image")
+            missing = next((r for r in train.records if not data.dataset.segmentation_path(r).is_file()), train.records[0])
+            raise AutoBackSwapError(f"{data.dataset.root}: the oracle needs a ground-truth mask for every training image; "
+                                    f"the first missing: {data.dataset.segmentation_path(missing)}")
         digest = sep_cfg.digest(f"{data.image_size}:{fingerprint(train.images, seg)}")
         out = data.run_dir / "separation" / f"oracle_{digest}"
         job = SeparationJob(out, sep_cfg, segmentations=[str(data.dataset.segmentation_path(r)) for r in train.records],

@@ -144,6 +144,13 @@ def _group_make_up(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
+def dataset_notes(results: dict[str, Any]) -> list[str]:
+    """What the dataset's layout says about it (e.g. that its groups are its classes), with the layout's name."""
+    notes = results.get("dataset_notes") or []
+    layout = results.get("dataset_layout")
+    return [f"{layout} layout: {n}" if layout else n for n in notes]
+
+
 def locate_file(path: str | None, run_dir: Path, recorded_run_dir: str | None = None) -> Path | None:
     """A file recorded in results.json: as recorded; else relative to the run folder; else, when it
     lay under the run folder as it was then (``recorded_run_dir``), under the run folder as it is now
@@ -242,7 +249,19 @@ def _html_results(results: dict[str, Any]) -> list[str]:
                      f"{_e(seeds_caption(results))}.</p>")
         parts.append(_results_table_html(results, f"test:{name}", f"results-table-{name}"))
         parts.append("</section>")
+    gap = official_gap_line(results)
+    if gap:
+        parts.append(f'<p class="caption" id="bg-gap-official">{_e(gap)}</p>')
     return parts
+
+
+def official_gap_line(results: dict[str, Any]) -> str | None:
+    """The backgrounds challenge's BG-gap per method, from the ``mixed_same`` / ``mixed_rand`` test sets."""
+    gaps = [f"{spec} {entry['bg_gap_official']:.3f}" for spec, entry in results["methods"].items()
+            if entry.get("bg_gap_official") is not None]
+    if not gaps:
+        return None
+    return "Official BG-gap (average accuracy on mixed_same minus mixed_rand): " + ", ".join(gaps)
 
 
 def _html_groups(images: dict[str, bytes]) -> list[str]:
@@ -316,8 +335,9 @@ def _html_data(results: dict[str, Any]) -> list[str]:
     header, rows = _group_make_up(results)
     if not rows:
         return []
+    notes = [f'<p class="caption">{_e(n)}</p>' for n in dataset_notes(results)]
     return ['<section id="data"><h2>Data</h2>', html_table(header, rows, "groups-table", text_columns=(1,)),
-            "</section>"]
+            *notes, "</section>"]
 
 
 def _html_validation(results: dict[str, Any]) -> list[str]:
@@ -344,6 +364,8 @@ def render_markdown_report(results: dict[str, Any], files: dict[str, str], sheet
         lines += [f"## Results on the test split of {name}", "", f"The same models on `{dataset}`. {seeds_caption(results)}.", ""]
         header, rows = results_rows(results, f"test:{name}")
         lines += [render_markdown(header, rows), ""]
+    if official_gap_line(results):
+        lines += [str(official_gap_line(results)), ""]
     if "groups" in files:
         lines += ["## Per-group accuracy", "", f"![per-group test accuracy]({files['groups']})", ""]
     curve = results.get("label_efficiency")
@@ -371,6 +393,7 @@ def render_markdown_report(results: dict[str, Any], files: dict[str, str], sheet
     header, rows = _group_make_up(results)
     if rows:
         lines += ["## Data", "", render_markdown(header, rows), ""]
+        lines += [*(f"- {n}" for n in dataset_notes(results)), ""] if dataset_notes(results) else []
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from ..data.groups import group_counts
-from ..data.layout import read_dataset
+from ..data.layouts import read_layout
 from ..data.splits import SplitData, load_split
 from ..methods.base import SWEPT_METHOD, parse_method_spec
 from ..train.loop import load_classifier, predict_logits
@@ -56,7 +56,19 @@ def finalize_entry(entry: dict[str, Any], runs: list[dict[str, Any]], skipped: d
             values = [r[key] for r in runs if r.get(key) is not None]
             if values:
                 entry[key] = float(np.mean(values))
+        gap = official_bg_gap(entry)
+        if gap is not None:
+            entry["bg_gap_official"] = gap
         entry["runs"] = runs
+
+
+def official_bg_gap(entry: dict[str, Any]) -> float | None:
+    """BG-gap from the backgrounds challenge's own images: average accuracy on the ``--also-test`` sets named
+    ``mixed_same`` and ``mixed_rand`` (None unless both were scored)."""
+    same, rand = entry.get("test:mixed_same"), entry.get("test:mixed_rand")
+    if not same or not rand:
+        return None
+    return float(same["average_accuracy"] - rand["average_accuracy"])
 
 
 def split_groups(split: SplitData) -> list[dict[str, int]]:
@@ -98,11 +110,12 @@ def label_efficiency(results: dict[str, Any]) -> dict[str, Any] | None:
             "reference_worst_group_accuracy": reference}
 
 
-def evaluate_checkpoint(data_dir: str | Path, checkpoint: str | Path, split: str = "test") -> dict[str, Any]:
-    """``autobackswap evaluate``: a saved classifier's group metrics on one split of a dataset (majority
-    groups from that dataset's training split)."""
+def evaluate_checkpoint(data_dir: str | Path, checkpoint: str | Path, split: str = "test",
+                        layout: str = "auto") -> dict[str, Any]:
+    """``autobackswap evaluate``: a saved classifier's group metrics on one split of a dataset (read in
+    ``layout``; majority groups from that dataset's training split)."""
     model, payload = load_classifier(checkpoint)
-    dataset = read_dataset(data_dir)
+    dataset = read_layout(data_dir, layout)
     data = load_split(dataset, split, payload["image_size"], payload["classes"])
     train = dataset.split("train")
     return evaluate_model(model, data, group_counts([r.y for r in train], [r.place for r in train]), payload["classes"])

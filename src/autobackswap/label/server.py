@@ -58,7 +58,8 @@ from .. import seeding
 from ..data.grid import grid_to_mask, grid_to_string
 from ..data.images import read_rgb
 from ..data.labelstore import LabelError, LabelStore, validate_mask
-from ..data.layout import ImageDataset, Record, read_dataset
+from ..data.layout import ImageDataset, Record
+from ..data.layouts import read_layout
 from ..errors import AutoBackSwapError, DataError
 from ..io import encode_png
 from ..separate.inpaint import create_inpainter
@@ -543,10 +544,11 @@ def add_assist_routes(app: FastAPI, state: LabelApp) -> None:
 
 # ----------------------------------------------------------------------------- the factory
 def open_label_state(data_dir: str | Path, db_path: str | Path | None, grid: int, budget: int,
-                     assist_config: AssistConfig | None, preview_count: int, seed: int) -> LabelApp:
-    """The dataset at ``data_dir``, its label store (default DATA/labels.sqlite) and the assistant (none without
-    ``assist_config``), as the routes share them."""
-    dataset = read_dataset(data_dir)
+                     assist_config: AssistConfig | None, preview_count: int, seed: int,
+                     layout: str = "auto") -> LabelApp:
+    """The dataset at ``data_dir`` (read in ``layout``), its label store (default DATA/labels.sqlite) and the
+    assistant (none without ``assist_config``), as the routes share them."""
+    dataset = read_layout(data_dir, layout)
     if grid < 1:
         raise AutoBackSwapError(f"--grid must be positive, got {grid}")
     store = LabelStore(Path(db_path) if db_path is not None else dataset.root / "labels.sqlite", grid=grid)
@@ -569,15 +571,17 @@ def create_app(
     allowed_hosts: Sequence[str] | None = LOCAL_HOSTS,
     preview_count: int = 6,
     seed: int = 0,
+    layout: str = "auto",
 ) -> FastAPI:
-    """The labelling app for the dataset at ``data_dir`` (labels in ``db_path``, default DATA/labels.sqlite).
+    """The labelling app for the dataset at ``data_dir`` (labels in ``db_path``, default DATA/labels.sqlite),
+    read in ``layout`` (see :mod:`autobackswap.data.layouts`).
 
     ``allowed_hosts=None`` accepts any ``Host`` header (when serving on a non-local ``--host``).
     """
     config = None
     if assist:
         config = assist_config or AssistConfig(min_labels=assist_after, image_size=image_size, seed=seed)
-    state = open_label_state(data_dir, db_path, grid, budget, config, preview_count, seed)
+    state = open_label_state(data_dir, db_path, grid, budget, config, preview_count, seed, layout)
     app = FastAPI(title="autobackswap label", lifespan=state.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.labeller = state
     app.add_exception_handler(LabelError, _unprocessable)
