@@ -140,11 +140,19 @@ def check_inputs(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: b
     sample from segmentations/) with both kinds of patch."""
     if oracle:
         if not data.train.has_segmentations:
-            raise AutoBackSwapError(f"{data.dataset.root}: the oracle needs segmentations/ for every training image")
+            raise missing_masks_error(data)
         return
     _, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.detector.grid, cfg.labels,
                             cfg.label_budget, cfg.label_threshold, seed)
     check_labels(grids)
+
+
+def missing_masks_error(data: ExperimentData) -> AutoBackSwapError:
+    """The oracle's error when some training image has no ground-truth mask: it names the first one."""
+    train = data.train.records
+    missing = next((r for r in train if not data.dataset.segmentation_path(r).is_file()), train[0])
+    return AutoBackSwapError(f"{data.dataset.root}: the oracle needs a ground-truth mask for every training image; "
+                             f"the first missing: {data.dataset.segmentation_path(missing)}")
 
 
 def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir: Path | None = None) -> tuple[Detector, dict[str, Any]]:
@@ -198,9 +206,7 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
                if stream else train.segmentations)
     if oracle:
         if seg is None:
-            missing = next((r for r in train.records if not data.dataset.segmentation_path(r).is_file()), train.records[0])
-            raise AutoBackSwapError(f"{data.dataset.root}: the oracle needs a ground-truth mask for every training image; "
-                                    f"the first missing: {data.dataset.segmentation_path(missing)}")
+            raise missing_masks_error(data)
         digest = sep_cfg.digest(f"{data.image_size}:{fingerprint(train.images, seg)}")
         out = data.run_dir / "separation" / f"oracle_{digest}"
         job = SeparationJob(out, sep_cfg, segmentations=[str(data.dataset.segmentation_path(r)) for r in train.records],
