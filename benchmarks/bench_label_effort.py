@@ -15,9 +15,10 @@ the grid the app shows first and the ground truth. Also reported: a lower bound 
 Modes, exactly as `autobackswap label` behaves:
 
 * ``manual``: every image starts from an empty grid (random order).
-* ``assisted``: the same random order; once K images are labelled the detector (the app's settings:
-  ``Detector(width=16, epochs=40)``) is fitted and refitted on the app's schedule (K, then x1.5, at
-  least +5 labels), and each new image starts from its prediction ``p_fg >= 0.5``.
+* ``assisted``: the same random order; once K images are labelled the detector (the app's settings,
+  ``AssistConfig().detector_params``: the main detector's defaults, width 32, 100 epochs, copy-paste, no
+  early stopping) is fitted and refitted on the app's schedule (K, then x1.5, at least +5 labels), and each
+  new image starts from its prediction ``p_fg >= 0.5``.
 * ``active``: as ``assisted``, but after K images "label next" picks the unlabelled image the
   detector is least sure of (largest mean patch entropy).
 

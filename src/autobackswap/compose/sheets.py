@@ -25,7 +25,8 @@ def gray3(x: np.ndarray) -> np.ndarray:
 
 
 def heat(p: np.ndarray) -> np.ndarray:
-    """p in [0, 1] -> RGB (blue = background, yellow = foreground)."""
+    """p in [0, 1] -> HWC uint8 RGB on OpenCV's viridis scale: dark purple at 0 (background), teal at 0.5,
+    yellow at 1 (foreground)."""
     x8 = np.clip(np.round(p * 255), 0, 255).astype(np.uint8)
     return cv2.applyColorMap(x8, cv2.COLORMAP_VIRIDIS)[..., ::-1]
 
