@@ -143,6 +143,7 @@ def test_best_wga_is_highlighted_only_when_there_is_a_best() -> None:
     zero["methods"]["groupdro"]["test"] = _metrics(0.25, 0.0, 1)
     assert best_wga_rows(zero) == {1}  # the oracle (0.9) is never the best
     assert html.count("num best") == 0 and render_html(zero, {}, []).count("num best") == 1
+    assert "| groupdro |  | **0.250** |" in render_markdown_report(zero, {}, [])
 
 
 def test_detector_time_apart_from_the_classifier() -> None:
@@ -190,7 +191,8 @@ def test_a_fill_that_leaves_a_silhouette_is_named(fake_run: tuple[Path, dict[str
     results["methods"]["autobackswap:label_budget=25"]["runs"][0]["inpainter"] = "gray"
     notes = silhouette_notes(results)
     assert len(notes) == 2
-    assert "mean fill leaves a flat silhouette" in notes[0] and "only_bg" in notes[0] and "telea, ns and patchmatch" in notes[0]
+    assert notes[0].startswith("The mean fill leaves the removed object's silhouette (a flat region of the image's mean colour) in only_bg")
+    assert "telea, ns and patchmatch" in notes[0]
     assert notes[1].startswith("Training backgrounds of autobackswap:label_budget=25 were filled with gray")
     html = render_html(results, {}, [])
     assert html.count('class="note warn silhouette"') == 2

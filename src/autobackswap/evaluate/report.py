@@ -42,7 +42,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin: 0; background: #ffffff; color: var(--fg);
        font: 14px/1.5 -apple-system, "Segoe UI", "Helvetica Neue", Arial, "DejaVu Sans", sans-serif; }
-main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 48px; }
+main { max-width: 1240px; margin: 0 auto; padding: 24px 28px 48px; }
 h1 { font-size: 24px; margin: 0 0 4px; }
 h2 { font-size: 18px; margin: 32px 0 8px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
 p.meta, p.caption, .note, figcaption { color: var(--muted); }
@@ -51,8 +51,9 @@ p.caption { margin: 4px 0 8px; font-size: 13px; }
 table { border-collapse: collapse; font-size: 13px; margin: 4px 0 8px; }
 th, td { border: 1px solid var(--line); padding: 5px 9px; text-align: right; vertical-align: top; }
 th { background: var(--bg-alt); font-weight: 600; white-space: nowrap; }
+th.wrap { white-space: normal; min-width: 64px; }
 td.name, th.name { text-align: left; font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: nowrap; }
-tr.method td.name { white-space: normal; min-width: 240px; max-width: 420px; }
+tr.method td.name { white-space: normal; min-width: 200px; max-width: 380px; }
 .mname { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-weight: 600; word-break: break-all; }
 .sub { font-family: -apple-system, "Segoe UI", Arial, "DejaVu Sans", sans-serif; font-size: 11.5px; color: var(--muted);
        line-height: 1.35; margin-top: 2px; }
@@ -75,7 +76,8 @@ details { margin-top: 24px; }
 summary { cursor: pointer; font-weight: 600; }
 .scale { display: inline-block; width: 160px; height: 11px; vertical-align: middle; border: 1px solid var(--line); }
 p.note.warn { color: var(--warn); background: #fff8e6; border-left: 3px solid var(--warn); padding: 6px 10px; }
-code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; background: var(--bg-alt); padding: 0 3px; }
+code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; background: var(--bg-alt); padding: 0 3px;
+       white-space: nowrap; }
 """
 
 LEGEND = ("WGA: worst-group accuracy (the minimum over (y, place) groups). avg acc: plain accuracy on the test split. "
@@ -91,6 +93,12 @@ def _data_uri(png: bytes) -> str:
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _code(text: str) -> str:
+    """Escaped ``text`` with its `backticked` spans as <code>."""
+    parts = _e(text).split("`")
+    return "".join(f"<code>{p}</code>" if k % 2 else p for k, p in enumerate(parts))
 
 
 def html_table(header: list[str], rows: list[list[str]], table_id: str, text_columns: tuple[int, ...] = (),
@@ -122,7 +130,8 @@ def _results_table_html(results: dict[str, Any], split: str = "test", table_id: 
     entries = list(results["methods"].values())
     best = best_wga_rows(results, split)
     out = [f'<div class="table-wrap"><table id="{_e(table_id)}"><thead><tr>']
-    out += [f'<th class="{"name" if i == 0 else ""}">{_e(h)}</th>' for i, h in enumerate(header)]
+    out += [f'<th class="{"name" if i == 0 else "wrap"}">{_e(h).replace(" s", "&nbsp;s") if h.endswith(" s") else _e(h)}</th>'
+            for i, h in enumerate(header)]
     out.append("</tr></thead><tbody>")
     for i, (row, entry) in enumerate(zip(rows, entries, strict=True)):
         skipped = not entry.get(split)
@@ -179,21 +188,22 @@ def silhouette_notes(results: dict[str, Any]) -> list[str]:
     diag = results.get("diagnostics") or {}
     fill = diag.get("inpainter")
     if fill in SILHOUETTE_FILLS and not diag.get("skipped"):
-        notes.append(f"The {fill} fill leaves {SILHOUETTE_FILLS[fill]} of the removed object in only_bg and in the "
-                     "backgrounds of mixed_same and mixed_rand: a shape cue inside a 'background only' test. only_bg "
+        notes.append(f"The {fill} fill leaves the removed object's silhouette ({SILHOUETTE_FILLS[fill]}) in only_bg "
+                     "and in the backgrounds of mixed_same and mixed_rand: a shape cue inside a 'background only' test. only_bg "
                      "can then be read from the object's outline, and mixed_same (a silhouette of the image's own "
                      "class) against mixed_rand (of a random class) inflates bg_gap. telea, ns and patchmatch "
                      "continue the surroundings into the hole and leave no such silhouette: rerun the diagnostics "
-                     "with one of them (--inpainter telea) before reading these columns as background reliance.")
+                     "with one of them (`autobackswap diagnose RUN --inpainter telea`) before reading these columns "
+                     "as background reliance.")
     trained: dict[str, list[str]] = {}
     for name, entry in results["methods"].items():
         fills = {r.get("inpainter") for r in entry.get("runs", [])} & set(SILHOUETTE_FILLS)
         for f in sorted(fills):
             trained.setdefault(f, []).append(name)
     for f, names in trained.items():
-        notes.append(f"Training backgrounds of {', '.join(names)} were filled with {f}: each carries "
-                     f"{SILHOUETTE_FILLS[f]} of the object removed from it (drawn class-balanced, so it does not "
-                     "predict the label, but it is a second object outline in every composite).")
+        notes.append(f"Training backgrounds of {', '.join(names)} were filled with {f}: each carries the silhouette "
+                     f"of the object removed from it ({SILHOUETTE_FILLS[f]}). Backgrounds are drawn class-balanced, so "
+                     "it does not predict the label, but it is a second object outline in every composite.")
     return notes
 
 
@@ -369,7 +379,7 @@ def _html_diagnostics(results: dict[str, Any], images: dict[str, bytes]) -> list
                      f"(inpainter {_e(diag.get('inpainter'))}, seed {_e(diag.get('seed'))}; {excluded} images "
                      f"without a usable mask left out). {_e(seeds_caption(results))}.</p>")
         parts.append(html_table(*diagnostics_rows(results), "diagnostics-table"))
-        parts += [f'<p class="note warn silhouette">{_e(note)}</p>' for note in silhouette_notes(results)]
+        parts += [f'<p class="note warn silhouette">{_code(note)}</p>' for note in silhouette_notes(results)]
         parts.append("<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>"
                                       for k, v in (diag.get("definitions") or {}).items()) + "</dl>")
         if "diagnostic_samples" in images:
@@ -422,9 +432,11 @@ def render_markdown_report(results: dict[str, Any], files: dict[str, str], sheet
               f"model {train.get('model', '?')}, {train.get('epochs', '?')} epochs, {seeds_caption(results)}.", ""]
     lines += ["## Results on the test split", "", f"{seeds_caption(results)}.", ""]
     header, rows = results_rows(results)
+    for i in best_wga_rows(results):
+        rows[i][1] = f"**{rows[i][1]}**"
     needs = [e.get("needs", "") for e in results["methods"].values()]
     lines += [render_markdown([header[0], "needs", *header[1:]], [[r[0], n, *r[1:]] for r, n in zip(rows, needs, strict=True)]), ""]
-    lines += [best_caption(results).replace("highlighted", "highlighted in the HTML report"), "", LEGEND, ""]
+    lines += [best_caption(results).replace("highlighted", "in bold"), "", LEGEND, ""]
     for name, dataset in also_tests(results):
         lines += [f"## Results on the test split of {name}", "", f"The same models on `{dataset}`. {seeds_caption(results)}.", ""]
         header, rows = results_rows(results, f"test:{name}")

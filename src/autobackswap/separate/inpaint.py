@@ -23,10 +23,10 @@ INPAINTERS: Registry[Callable[..., Inpaint]] = Registry("inpainter")
 # Fills that do not continue the surroundings into the hole, so the removed object's outline stays in the
 # background as a region of its own (what they leave). telea, ns and patchmatch continue the surroundings.
 SILHOUETTE_FILLS = {
-    "gray": "a flat gray silhouette",
-    "mean": "a flat silhouette in the image's mean colour",
-    "noise": "a silhouette of random noise",
-    "scramble_pixels": "a silhouette of scrambled pixels",
+    "gray": "a flat gray region",
+    "mean": "a flat region of the image's mean colour",
+    "noise": "a region of random noise",
+    "scramble_pixels": "a region of scrambled pixels",
 }
 
 
