@@ -129,7 +129,8 @@ def test_separate_rerun_reuses_the_cache(detector_run: dict[str, Any]) -> None:
     code, out, err = detector_run["again"]
     assert code == 0, err
     first, second = json_before(detector_run["sep"][1], "separation"), json_before(out, "separation")
-    assert first == second
+    assert second["separation_seconds"] >= 0  # reading the cache; the time is the one figure that differs
+    assert {**first, "separation_seconds": 0} == {**second, "separation_seconds": 0}
     before, after = detector_run["mtimes"]
     assert len(before) == 2 * N_TRAIN and after == before
 
