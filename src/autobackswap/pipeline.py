@@ -7,6 +7,7 @@ Each step caches its output under the run folder, keyed by a digest of its confi
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,8 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
         if path.is_file():
             log.info("detector: loading cached %s", path)
             det = Detector.load(path)
-    if not hasattr(det, "model_"):
+    reused = hasattr(det, "model_")
+    if not reused:
         log.info("fitting the detector: %d labelled images, %dx%d grid, %d epochs (%s backbone)", len(idx),
                  det.config.grid, det.config.grid, det.config.epochs, det.config.backbone)
         det.fit(data.train.images[idx], grids)
@@ -177,8 +179,10 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
             det.save(path)
     # how well the tight masks (p_bg < t_tight) reproduce the labelled patches: the health check's second signal
     agreement = balanced_accuracy(det.predict_proba(data.train.images[idx]), grids, 1.0 - cfg.separation.t_tight)
+    # detector_seconds: what the fit took when it ran (None for checkpoints older than the record)
     return det, {"n_labels": len(idx), "patch_balanced_accuracy": det.holdout_balanced_accuracy_,
-                 "labelled_agreement": agreement, "detector": str(path) if path else None}
+                 "labelled_agreement": agreement, "detector": str(path) if path else None,
+                 "detector_seconds": det.fit_seconds_, "detector_reused": reused}
 
 
 def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False,
@@ -221,7 +225,10 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
         out = data.run_dir / "separation" / f"abs_{digest}"
         job = SeparationJob(out, sep_cfg, detector=str(checkpoint), extra_config={"detector": info.get("detector")},
                             **manifest)
+    start = time.perf_counter()
     result = read_result(job) if readonly else run_job(job, cfg.engine, cfg.workers, cfg.ray_address)
+    info["separation_seconds"] = time.perf_counter() - start  # the cut-outs and inpainting (cached: reading them)
+    info["inpainter"] = sep_cfg.inpainter
     info["separation"] = str(out)
     info["separation_counts"] = result.counts
     fg, bg = pack_banks(out, len(train)) if stream else load_banks(out, len(train))

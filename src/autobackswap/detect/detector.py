@@ -231,7 +231,8 @@ class Detector:
             raise NotFittedError("cannot save an unfitted Detector")
         payload = {"kind": "detector", "config": asdict(self.config), "state_dict": self.model_.state_dict(),
                    "history": self.history_, "best_epoch": self.best_epoch_,
-                   "holdout_balanced_accuracy": self.holdout_balanced_accuracy_, "n_labels": self.n_labels_}
+                   "holdout_balanced_accuracy": self.holdout_balanced_accuracy_, "n_labels": self.n_labels_,
+                   "fit_seconds": self.fit_seconds_}
         with atomic_open(path, "wb") as fh:
             torch.save(payload, fh)
 
@@ -250,4 +251,5 @@ class Detector:
         det.best_epoch_ = payload["best_epoch"]
         det.holdout_balanced_accuracy_ = payload["holdout_balanced_accuracy"]
         det.n_labels_ = payload["n_labels"]
+        det.fit_seconds_ = payload.get("fit_seconds")  # what the fit took (None in older checkpoints)
         return det

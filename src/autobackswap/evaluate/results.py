@@ -38,6 +38,13 @@ def _skip_reason(reasons: dict[int, str]) -> str:
     return unique[0] if len(unique) == 1 else "; ".join(f"seed {s}: {r}" for s, r in reasons.items())
 
 
+def classifier_seconds(run: dict[str, Any]) -> float:
+    """A run's ``train_seconds`` without what it spent fitting a detector (a reused one took no time here)
+    and separating the training set: the classifier's training."""
+    detector = 0.0 if run.get("detector_reused") else float(run.get("detector_seconds") or 0.0)
+    return max(0.0, float(run["train_seconds"]) - detector - float(run.get("separation_seconds") or 0.0))
+
+
 def finalize_entry(entry: dict[str, Any], runs: list[dict[str, Any]], skipped: dict[int, str]) -> None:
     if skipped:
         if runs:
@@ -51,14 +58,17 @@ def finalize_entry(entry: dict[str, Any], runs: list[dict[str, Any]], skipped: d
         entry["val"] = aggregate([r["val"] for r in runs])
         for key in [k for k in runs[0] if k.startswith("test:")]:
             entry[key] = aggregate([r[key] for r in runs])
-        entry["train_seconds"] = float(np.mean([r["train_seconds"] for r in runs]))
-        for key in ("mask_iou", "patch_balanced_accuracy"):
+        entry["train_seconds"] = float(np.mean([r["train_seconds"] for r in runs]))  # everything the method did
+        entry["classifier_seconds"] = float(np.mean([classifier_seconds(r) for r in runs]))
+        for key in ("mask_iou", "patch_balanced_accuracy", "detector_seconds", "separation_seconds"):
             values = [r[key] for r in runs if r.get(key) is not None]
             if values:
                 entry[key] = float(np.mean(values))
         gap = official_bg_gap(entry)
         if gap is not None:
             entry["bg_gap_official"] = gap
+        if "detector_seconds" in entry:  # every seed loaded a detector an earlier run fitted
+            entry["detector_reused"] = all(r.get("detector_reused", False) for r in runs if r.get("detector_seconds") is not None)
         entry["runs"] = runs
 
 

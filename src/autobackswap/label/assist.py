@@ -42,9 +42,12 @@ class AssistConfig:
     refresh_growth: float = 1.5  # refit when the label count reaches growth x the count of the last fit
     refresh_min: int = 5  # ... and at least this many new labels
     image_size: int = 64  # working size the detector sees (as in `experiment --image-size`)
-    # a small, fast detector refitted while the user labels (the settings bench_label_effort.py measured)
-    detector_params: dict[str, Any] = field(default_factory=lambda: {"width": 16, "epochs": 40, "patience": 15,
-                                                                     "paste": 0.0})
+    # Detector settings over the DetectorConfig defaults; none by default, so the assistant trains the main
+    # detector (width 32, 100 epochs, copy-paste, no early stopping) that `experiment` trains. The former small
+    # detector (width 16, 40 epochs, early stopping after 15 epochs without a gain, no copy-paste) stopped at
+    # epoch 20 (best epoch 5) on 20 labels, whose hold-out is 4 images, and predicted a uniform grey grid.
+    # bench_label_effort.py measures these settings (docs/results.md, "Label efficiency").
+    detector_params: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5  # suggestion: p_fg >= threshold
     seed: int = 0
 

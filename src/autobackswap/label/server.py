@@ -55,6 +55,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import seeding
+from ..compose.sheets import heat
 from ..data.grid import grid_to_mask, grid_to_string
 from ..data.images import read_rgb
 from ..data.labelstore import LabelError, LabelStore, validate_mask
@@ -175,8 +176,14 @@ def thumbnail(image: np.ndarray, grid: np.ndarray | None, size: int) -> np.ndarr
 
 
 def pfg_image(p_fg: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """p(foreground) grid as a nearest-upsampled HW uint8 image (white = foreground)."""
-    return np.round(grid_to_mask(p_fg, size) * 255).astype(np.uint8)
+    """p(foreground) grid as a nearest-upsampled HWC uint8 RGB image on the colour scale of :func:`colour_scale`."""
+    return heat(grid_to_mask(p_fg, size))
+
+
+def colour_scale(steps: int = 11) -> list[str]:
+    """The colours of p(fg) = 0, 1/(steps-1), ..., 1 on the probability maps, as ``#rrggbb`` (the page's legend)."""
+    rgb = heat(np.linspace(0.0, 1.0, steps)[None])[0]
+    return ["#" + "".join(f"{int(v):02x}" for v in c) for c in rgb]
 
 
 def inside(path: Path, root: Path) -> bool:
@@ -293,6 +300,7 @@ class LabelApp:
             "dataset": self.dataset.root.name,
             "grid": self.grid,
             "budget": self.budget,
+            "target": min(self.budget, len(self.records)),  # what the progress counter counts to
             "n_train": len(self.records),
             "n_labelled": n,
             "db": str(self.store.path),
@@ -402,7 +410,7 @@ class LabelApp:
         else:
             message = ""
         items = [{"index": i, "id": self.records[i].img_id, "y": self.records[i].y} for i in self.preview_indices]
-        return {"ready": ready, "message": message, "kinds": list(PREVIEW_KINDS),
+        return {"ready": ready, "message": message, "kinds": list(PREVIEW_KINDS), "colour_scale": colour_scale(),
                 "version": assistant.state.version if ready and assistant and assistant.state else 0, "items": items}
 
     def preview_png(self, index: int, kind: str) -> bytes:
