@@ -46,7 +46,7 @@ def test_missing_labels_fail_before_erm_trains(no_labels: Path, tmp_path: Path,
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "experiment", no_labels, "--methods", "erm,autobackswap", *SMALL, "--out", run)
     assert code == 2
-    assert "no patch labels given and no segmentations/" in error_line(err)
+    assert "no patch labels given and no ground-truth mask to derive them from" in error_line(err)
     assert not (run / "models").exists() and not (run / "results.json").exists()  # nothing trained first
 
 
