@@ -183,3 +183,17 @@ def test_min_confidence_option() -> None:
     assert "min_confidence" not in PipelineConfig().settings()  # off: run keys saved before it stay valid
     with pytest.raises(ValueError, match=r"min_confidence is a confidence in \[0, 1\], got 1.5"):
         PipelineConfig(min_confidence=1.5)
+
+
+def test_cli_label_separation_errors(tiny_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from autobackswap.cli import main
+
+    db = str(tmp_path / "l.sqlite")
+    rc = main(["label", str(tiny_synthetic), "--db", db, "--separation", str(tmp_path), "--no-assist"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == ("autobackswap label: error: --separation orders 'label next' through "
+                                               "the model assistance: drop --no-assist")
+    rc = main(["label", str(tiny_synthetic), "--db", db, "--separation", str(tmp_path / "nowhere")])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (f"autobackswap label: error: {tmp_path / 'nowhere' / 'confidence.csv'}: "
+                                               "confidence file not found (a separation with learned masks writes it)")
