@@ -50,7 +50,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = synthetic(n_train=args.n_train, n_val=200, n_test=400, image_size=args.image_size)
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the separation cache key holds the detector path: one spelling
     # a weak separation trips the health check; it is measured here on purpose
     options: dict[str, object] = {"label_budget": args.labels, "detector_epochs": args.detector_epochs,
                                   "allow_bad_separation": True}
