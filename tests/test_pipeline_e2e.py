@@ -117,14 +117,51 @@ def test_separate_with_a_saved_detector(detector_run: dict[str, Any], tiny_synth
     with Image.open(sheet_path) as img:
         assert img.mode == "RGB"
         sheet = np.asarray(img)
-    assert sheet.shape == (16 + 8 * 98 - 2, 8 * 98 - 2, 3)
+    left = sheet.shape[1] - (8 * 98 - 2)  # row titles (image index and confidence) on the left
+    assert sheet.shape[0] == 16 + 8 * 98 - 2 and left > 0
     assert (sheet[:14] < 128).any() and (sheet[14:16] == 255).all()  # titles drawn above the first row
     assert sheet.std() > 10  # not a blank picture
-    # the first tile is the first training image, upscaled 3x (nearest)
+    # row r's first tile is the r-th least confident training image, upscaled 3x (nearest)
     ds = read_dataset(tiny_synthetic)
-    with Image.open(ds.split("train")[0].path) as first:
-        tile = np.asarray(first.convert("RGB"))
-    assert np.array_equal(sheet[16 : 16 + 96 : 3, :96:3], tile)
+    least = [int(line.split(",")[0]) for line in (sep_dir / "confidence.csv").read_text().splitlines()[1:9]]
+    for r, i in enumerate(least):
+        with Image.open(ds.split("train")[i].path) as img:
+            tile = np.asarray(img.convert("RGB"))
+        assert np.array_equal(sheet[16 + r * 98 : 16 + r * 98 + 96 : 3, left : left + 96 : 3], tile)
+
+
+def test_separate_writes_the_confidence_least_confident_first(detector_run: dict[str, Any]) -> None:
+    info = json_before(detector_run["sep"][1], "separation")
+    sep_dir = Path(info["separation"])
+    rows = [line.split(",") for line in (sep_dir / "confidence.csv").read_text().splitlines()]
+    assert rows[0] == ["index", "confidence", "certainty", "flip_agreement", "fg_area", "area_fit"]
+    index, conf = [int(r[0]) for r in rows[1:]], [float(r[1]) for r in rows[1:]]
+    assert sorted(index) == list(range(N_TRAIN)) and conf == sorted(conf)
+    for r in rows[1:]:  # the score is the product of its parts
+        assert float(r[1]) == pytest.approx(float(r[2]) * float(r[3]) * float(r[5]), abs=2e-6)
+    summary = json.loads((sep_dir / "summary.json").read_text())
+    assert [e["index"] for e in summary["least_confident"]] == index[:10]
+    assert [e["index"] for e in info["least_confident"]] == index[:5]
+
+
+def test_min_confidence_keeps_the_least_confident_images_as_originals(tiny_synthetic: Path, tmp_path: Path) -> None:
+    """A detector good enough to cut most images out; the images below the threshold are not swapped."""
+    from autobackswap.detect.confidence import confidence_by_index
+    from autobackswap.pipeline import run_separation
+
+    data = load_experiment_data(tiny_synthetic, 32, tmp_path / "run")
+    options = {"grid": 8, "label_budget": 20, "detector_epochs": 40, "detector_width": 16, "allow_bad_separation": True}
+    off = run_separation(data, PipelineConfig.from_options(options), 0)
+    assert "kept_original" not in off.info and int(off.swap.usable.sum()) >= 20  # most images are swappable
+    conf = confidence_by_index(Path(off.info["separation"]) / "confidence.csv", N_TRAIN)
+    threshold = float(np.median(conf[off.swap.usable.numpy()]))  # half of the swappable images fall below it
+    banks = run_separation(data, PipelineConfig.from_options({**options, "min_confidence": threshold}), 0)
+    assert banks.info["separation"] == off.info["separation"]  # the same cached separation
+    assert banks.info["kept_original"] == int((conf < threshold).sum())
+    below = torch.from_numpy(conf < threshold)
+    assert torch.equal(banks.swap.usable, off.swap.usable & ~below)
+    assert int((off.swap.usable & below).sum()) > 0  # some images that would be swapped are kept
+    assert banks.info["n_unswapped"] == N_TRAIN - int(banks.swap.usable.sum())
 
 
 def test_separate_rerun_reuses_the_cache(detector_run: dict[str, Any]) -> None:

@@ -110,6 +110,9 @@ def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] =
                        help="health check: stop when more than this share of images would train unswapped (default 0.25)")
         g.add_argument("--allow-bad-separation", action="store_const", const=True, default=None,
                        help="train on a separation that fails the health check (the report flags it)")
+        g.add_argument("--min-confidence", type=float, default=None,
+                       help="keep images whose separation confidence (OUT/separation/*/confidence.csv) is below this "
+                            "as originals instead of swapping them (default 0: off; learned masks only)")
     if "swap" in sections:
         g = p.add_argument_group("background swaps")
         g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
@@ -406,6 +409,9 @@ def _label_args(p: argparse.ArgumentParser) -> None:
                    help="train the suggesting detector once K images are labelled (default 20)")
     p.add_argument("--no-assist", action="store_true", help="no detector: no suggestions, 'label next' in metadata order")
     p.add_argument("--image-size", type=int, default=64, help="working size in px of the suggesting detector (default 64)")
+    p.add_argument("--separation", type=Path, default=None, metavar="DIR",
+                   help="a separation folder of this train split (RUN/separation/abs_*/): 'label next' shows its least "
+                        "confident separations first (active labelling on the images the separator gets wrong)")
     p.add_argument("--import", dest="import_csv", type=Path, default=None, metavar="CSV",
                    help="import a masks.csv into the store (all rows or none) and exit")
     p.add_argument("--export", dest="export_csv", type=Path, default=None, metavar="CSV",
@@ -417,6 +423,7 @@ def _label_args(p: argparse.ArgumentParser) -> None:
 def _label(args: argparse.Namespace) -> int:
     from .data.labelstore import LabelStore
     from .data.layouts import read_layout
+    from .label.assist import AssistConfig
     from .label.server import LOCAL_HOSTS, create_app, serve
 
     db = args.db if args.db is not None else args.data / "labels.sqlite"
@@ -432,8 +439,13 @@ def _label(args: argparse.Namespace) -> int:
         return 0
     grid = args.grid or (LabelStore(db).grid if db.is_file() else None) or 16
     local = args.host in ("127.0.0.1", "localhost")
+    if args.separation is not None and args.no_assist:
+        raise AutoBackSwapError("--separation orders 'label next' through the model assistance: drop --no-assist")
+    assist_config = None
+    if args.separation is not None:
+        assist_config = AssistConfig(min_labels=args.assist_after, image_size=args.image_size, separation=args.separation)
     app = create_app(args.data, db, grid=grid, budget=args.budget, assist_after=args.assist_after,
-                     assist=not args.no_assist, image_size=args.image_size,
+                     assist=not args.no_assist, image_size=args.image_size, assist_config=assist_config,
                      allowed_hosts=LOCAL_HOSTS if local else None, layout=args.layout)
     info = app.state.labeller.info()
     print(f"labelling {info['n_train']} training images of {args.data} ({grid}x{grid} patches); "

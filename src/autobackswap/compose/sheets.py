@@ -2,7 +2,9 @@
 
 The separation sheet has one row per image under a row of column titles: image | p(fg) grid (the
 detector's prediction, on the :func:`heat` scale) | alpha (the refined mask) | cut-out on a
-checkerboard | background (inpainted) | composites on class-balanced backgrounds.
+checkerboard | background (inpainted) | composites on class-balanced backgrounds. With learned masks its
+rows are the least confident separations (:func:`sheet_rows`), each titled with its image index and
+confidence.
 """
 
 from __future__ import annotations
@@ -49,6 +51,22 @@ def sheet_titles(n_composites: int, with_grid: bool, background: str = "backgrou
     return ["image", *(["p(fg) grid"] if with_grid else []), "alpha", "cut-out", background, *composites]
 
 
+def sheet_rows(n: int, k: int = 8, confidence: np.ndarray | None = None) -> np.ndarray:
+    """Which of ``n`` images a sheet shows: the ``k`` least confident, least first (ties by index),
+    when a separation confidence per image is given; else ``k`` spread evenly over the split."""
+    if confidence is None:
+        return np.linspace(0, n - 1, min(k, n)).round().astype(int)
+    conf = np.asarray(confidence, np.float64)
+    if conf.shape != (n,):
+        raise ValueError(f"confidence must hold one score per image, shape ({n},), got {conf.shape}")
+    return np.lexsort((np.arange(n), conf))[:k]
+
+
+def confidence_titles(indices: np.ndarray, confidence: np.ndarray) -> list[str]:
+    """Row titles naming each row's image and its separation confidence."""
+    return [f"#{int(i)}\nconf\n{float(confidence[i]):.2f}" for i in indices]
+
+
 def separation_sheet(
     path: str | Path,
     images: np.ndarray,
@@ -59,9 +77,11 @@ def separation_sheet(
     tile: int = 96,
     gap: int = 2,
     background_title: str = "background",
+    row_titles: list[str] | None = None,
 ) -> Path:
     """Write the sheet for the first ``len(images)`` rows; ``composites`` is (N, K, H, W, 3). The column
-    titles say what each column is (``background_title`` names the background column)."""
+    titles say what each column is (``background_title`` names the background column); ``row_titles``
+    (one per row, e.g. :func:`confidence_titles`) go on the left."""
     rows = []
     for i in range(len(images)):
         cells = [images[i]]
@@ -70,7 +90,7 @@ def separation_sheet(
         cells += [gray3(foregrounds[i, ..., 3]), over_checker(foregrounds[i]), backgrounds[i], *composites[i]]
         rows.append(cells)
     titles = sheet_titles(composites.shape[1], p_fg is not None, background_title)
-    sheet = image_grid(rows, col_titles=titles, tile=tile, gap=gap)
+    sheet = image_grid(rows, col_titles=titles, row_titles=row_titles, tile=tile, gap=gap)
     path = Path(path)
     write_png(path, sheet)
     return path

@@ -23,6 +23,8 @@ class AutoBackSwap(PipelineMethod):
         notes = []
         if counts.get("no_fg") or counts.get("all_fg"):
             notes.append(f"{counts.get('no_fg', 0)} no-fg / {counts.get('all_fg', 0)} all-fg images kept as is")
+        if banks.info.get("kept_original"):
+            notes.append(f"{banks.info['kept_original']} images below min_confidence kept as originals")
         if banks.info.get("separation_warning"):
             notes.append(f"SEPARATION WARNING (trained with --allow-bad-separation): {banks.info['separation_warning']}")
         return MethodOutput(result.model, result, banks.info, notes)
