@@ -8,12 +8,12 @@ Prints, as Markdown tables:
   see the same machine load, and their ratio is printed;
 * **the detector's fit time** on 200 labelled images (``Detector.fit``, hold-out scoring included) with the
   built-in ``fcn`` and with ``tv:efficientnet_b0`` (random init, the paper's detector) at 64 px, and
-  EfficientNet-B0 at 224 px (the paper's size), per epoch and as ratios to the FCN;
+  EfficientNet-B0 at 224 px (the paper's size), per epoch (one-epoch fits, interleaved) and as ratios to the FCN;
 * the CPU time these figures project for one ERM run of the paper's setting (4,795 images x 50 epochs).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_backbones.py                    # about 5 minutes on a 2-core CPU
+    .venv/bin/python benchmarks/bench_backbones.py      # a few minutes on an idle 2-core CPU; tables on stdout
     .venv/bin/python benchmarks/bench_backbones.py --rounds 1 --detector-epochs 1   # quicker, noisier
 
 The data is the synthetic benchmark (random pixels would do for speed; these have masks for the detector).
@@ -68,10 +68,9 @@ class Trainer:
         return self.images / self.seconds
 
 
-def detector_fit(images: np.ndarray, grids: np.ndarray, backbone: str, epochs: int) -> float:
-    """Seconds per epoch of ``Detector.fit`` (training and hold-out scoring) over ``epochs`` epochs."""
-    det = Detector(backbone=backbone, grid=grids.shape[1], epochs=epochs, seed=0).fit(images, grids)
-    return det.fit_seconds_ / epochs
+def detector_epoch(images: np.ndarray, grids: np.ndarray, backbone: str) -> float:
+    """Seconds of a one-epoch ``Detector.fit`` (training and hold-out scoring; building the network excluded)."""
+    return float(Detector(backbone=backbone, grid=grids.shape[1], epochs=1, seed=0).fit(images, grids).fit_seconds_)
 
 
 def main() -> None:
@@ -79,11 +78,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="timed rounds of ERM epochs per model after a warm-up (default 2)")
     ap.add_argument("--small-images", type=int, default=512, help="images per small_resnet epoch (default 512)")
     ap.add_argument("--resnet50-images", type=int, default=64, help="images per tv:resnet50 epoch (default 64)")
-    ap.add_argument("--detector-epochs", type=int, default=2, help="detector epochs timed per backbone (default 2)")
+    ap.add_argument("--detector-epochs", type=int, default=2,
+                    help="one-epoch detector fits timed per backbone, interleaved (default 2)")
     ap.add_argument("--labels", type=int, default=200, help="labelled images for the detector (default 200)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars between the tables
     start = time.perf_counter()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_backbones_"))
@@ -111,13 +110,17 @@ def run(args: argparse.Namespace, tmp: Path, start: float) -> None:
         for trainer in trainers.values():
             trainer.epoch()
 
-    fits: dict[str, float] = {}
-    for label, split, backbone in (("fcn, 64 px", data[64].train, "fcn"),
-                                   ("tv:efficientnet_b0, 64 px", data[64].train, "tv:efficientnet_b0"),
-                                   ("tv:efficientnet_b0, 224 px", data[224].train, "tv:efficientnet_b0")):
-        images = split.images[: args.labels]
-        grids = np.stack([mask_to_grid(m, 16, 0.25) for m in split.segmentations[: args.labels]])
-        fits[label] = detector_fit(images, grids, backbone, args.detector_epochs)
+    variants = {"fcn, 64 px": (data[64].train, "fcn"),
+                "tv:efficientnet_b0, 64 px": (data[64].train, "tv:efficientnet_b0"),
+                "tv:efficientnet_b0, 224 px": (data[224].train, "tv:efficientnet_b0")}
+    labelled = {size: (d.train.images[: args.labels],
+                       np.stack([mask_to_grid(m, 16, 0.25) for m in d.train.segmentations[: args.labels]]))
+                for size, d in data.items()}
+    epochs: dict[str, list[float]] = {label: [] for label in variants}
+    for _ in range(args.detector_epochs):  # interleaved: every backbone sees the same machine load
+        for label, (split, backbone) in variants.items():
+            epochs[label].append(detector_epoch(*labelled[split.image_size], backbone))
+    fits = {label: float(np.mean(seconds)) for label, seconds in epochs.items()}
 
     small, big = trainers["small_resnet"].throughput, trainers["tv:resnet50"].throughput
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -130,8 +133,8 @@ def run(args: argparse.Namespace, tmp: Path, start: float) -> None:
     print(f"| small_resnet (width 24) | 64 px | 128 | {small:.0f} | 1 |")
     print(f"| tv:resnet50 | 224 px | 32 | {big:.1f} | 1/{small / big:.0f} |")
     print()
-    print(f"Detector fit on {args.labels} labelled images, G = 16 (hold-out scoring included; "
-          f"{args.detector_epochs} epochs timed)\n")
+    print(f"Detector fit on {args.labels} labelled images, G = 16 (hold-out scoring included; mean of "
+          f"{args.detector_epochs} interleaved one-epoch fits)\n")
     print("| backbone | s / epoch | ratio to fcn | 100 epochs (min) |")
     print("|---|---|---|---|")
     for label, seconds in fits.items():
