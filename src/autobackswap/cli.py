@@ -40,9 +40,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     g.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate, cosine decay (default 3e-3)")
     g.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default 5e-4)")
-    g.add_argument("--model", default="small_resnet", help="classifier from the model registry (default small_resnet)")
-    g.add_argument("--width", type=int, default=24, help="base channel width of the classifier (default 24)")
-    g.add_argument("--model-weights", default=None, help="optional local state dict to initialise the classifier")
+    g.add_argument("--model", default="small_resnet",
+                   help="classifier: small_resnet or resnet18 (built in), tv:<name> (torchvision, e.g. tv:resnet50) or "
+                        "timm:<name> (e.g. timm:efficientnet_b0) (default small_resnet)")
+    g.add_argument("--pretrained", default=None, metavar="TAG|FILE",
+                   help="pretrained weights: a torchvision weight name (IMAGENET1K_V1) or timm tag (resnet50.tv_in1k), "
+                        "fetched; or a local .pt/.pth/.safetensors file, loaded strictly (the head is sized to the data)")
+    g.add_argument("--width", type=int, default=24, help="base channel width of the built-in classifiers (default 24)")
+    g.add_argument("--model-weights", default=None, metavar="FILE",
+                   help="a weight file (e.g. an earlier model.pt) loaded strictly into the classifier")
     g.add_argument("--no-hflip", action="store_true", help="disable horizontal-flip augmentation (wrong for digits, text)")
     g.add_argument("--augment", default="",
                    help="extra batch augmentations for every method, '+'-separated: crop, color (default none)")
@@ -55,7 +61,7 @@ def train_config(args: argparse.Namespace, seed: int = 0) -> Any:
 
     return TrainConfig(model=args.model, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, weight_decay=args.weight_decay, hflip=not args.no_hflip, augment=args.augment,
-                       ema=args.ema, seed=seed, model_weights=args.model_weights)
+                       ema=args.ema, seed=seed, model_weights=args.model_weights, pretrained=args.pretrained)
 
 
 # ----------------------------------------------------------------------------- make-synthetic
@@ -95,7 +101,12 @@ def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] =
     if "detector" in sections:
         g = p.add_argument_group("detector")
         g.add_argument("--detector-epochs", type=int, default=None, help="detector training epochs (default 100)")
-        g.add_argument("--detector-backbone", default=None, help="detector backbone from the registry (default fcn)")
+        g.add_argument("--detector-backbone", default=None,
+                       help="detector: fcn (built in, default), tv:efficientnet_b0 (the paper's; any tv:<name> or "
+                            "timm:<name>: pooled features -> MLP -> GxG) or timm-map:<name> (feature map -> 1x1 conv)")
+        g.add_argument("--detector-weights", default=None, metavar="TAG|FILE",
+                       help="the detector backbone's pretrained weights: a tag (IMAGENET1K_V1) or a file, loaded "
+                            "strictly (default none)")
     if "separation" in sections:
         g = p.add_argument_group("separation")
         g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")

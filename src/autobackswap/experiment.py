@@ -55,6 +55,7 @@ from .io import fingerprint, json_digest, write_json
 from .methods import METHODS, MethodContext, make_method, parse_method_spec
 from .methods.base import check_methods, check_options, expand_methods
 from .train.loop import TrainConfig, save_classifier
+from .weights import weights_key
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,21 @@ class ExperimentConfig:
     layout: str = "auto"  # dataset layout (data/layouts/): auto-detected, or a name such as spawrious:variant=m2m_hard
 
 
-LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0}  # TrainConfig fields and their defaults
+LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0, "pretrained": None}  # TrainConfig fields, defaults
+WEIGHT_FIELDS = ("model_weights", "pretrained")  # TAG|FILE fields: a file enters by its content digest
 
 
 def train_settings(train: TrainConfig) -> dict[str, Any]:
     """The training config as a run depends on it. Fields added after the first release enter only when
-    set away from their default, so runs saved before they existed are still reused."""
+    set away from their default, so runs saved before they existed are still reused. A weight file enters by
+    its content (:func:`~autobackswap.weights.weights_key`), not its path."""
     settings = asdict(train)
     for name, default in LATER_TRAIN_FIELDS.items():
         if settings.get(name) == default:
             settings.pop(name)
+    for name in WEIGHT_FIELDS:
+        if settings.get(name):
+            settings[name] = weights_key(settings[name])
     return settings
 
 

@@ -51,8 +51,9 @@ class TrainConfig:
     augment: str = ""  # "+"-separated names from train.augment.AUGMENTS, e.g. "crop+color"
     ema: float = 0.0  # > 0: keep (and select, and return) an exponential moving average of the weights
     seed: int = 0
-    model_weights: str | None = None
+    model_weights: str | None = None  # a weight file loaded (strictly) into the new model
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None  # tv: / timm: models: a weight tag (IMAGENET1K_V1, resnet50.tv_in1k) or a file
 
     def __post_init__(self) -> None:
         build_augment(self.augment)  # an unknown name fails here, before any training
@@ -203,7 +204,8 @@ def prepare_model(model: nn.Module | None, cfg: TrainConfig, num_classes: int, d
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeding.int_seed(cfg.seed, "classifier_init"))
-            model = create_model(cfg.model, num_classes, cfg.model_weights, width=cfg.width, **cfg.model_kwargs)
+            model = create_model(cfg.model, num_classes, cfg.model_weights, pretrained=cfg.pretrained, width=cfg.width,
+                                 **cfg.model_kwargs)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model.to(device)
 
@@ -245,7 +247,8 @@ def load_classifier(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if not isinstance(payload, dict) or payload.get("kind") != "classifier":
         raise NotFittedError(f"{path}: not an autobackswap classifier checkpoint")
     cfg = TrainConfig(**payload["config"])
-    model = create_model(cfg.model, payload["num_classes"], None, width=cfg.width, **cfg.model_kwargs)
+    model = create_model(cfg.model, payload["num_classes"], None, pretrained=cfg.pretrained, load=False, width=cfg.width,
+                         **cfg.model_kwargs)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload
