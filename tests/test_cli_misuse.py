@@ -43,7 +43,7 @@ NUMERIC: list[tuple[list[str], list[tuple[str, str, str]]]] = [
         ("--t-tight", "-1", "t_tight"), ("--t-tight", "5", "t_tight"), ("--t-tight", "nan", "t_tight"),
         ("--t-loose", "-1", "t_loose"), ("--t-loose", "5", "t_loose"),
         ("--hole-dilate", "-1", "hole_dilate"), ("--hole-dilate", BIG, "hole_dilate"),
-        ("--p", "-1", "p is a"), ("--p", "2", "p is a"),
+        ("--p", "-1", "'p' is used by none"), ("--p", "2", "'p' is used by none"),  # erm does not use p
         ("--bg-only", "-1", "bg_only"), ("--bg-only", "1e30", "bg_only"),
         ("--distractor", "-1", "distractor"), ("--distractor", "2", "distractor"),
         ("--workers", "-1", "workers"), ("--workers", BIG, "workers"),

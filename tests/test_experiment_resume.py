@@ -101,7 +101,8 @@ def test_training_options_added_later_keep_earlier_run_keys(tiny_synthetic: Path
     set, they give another key."""
     from dataclasses import asdict, replace
 
-    from autobackswap.experiment import LATER_TRAIN_FIELDS, run_key, train_settings
+    from autobackswap.experiment import run_key
+    from autobackswap.train.loop import LATER_TRAIN_FIELDS, train_settings
 
     first_release = {k: v for k, v in asdict(TrainConfig()).items() if k not in LATER_TRAIN_FIELDS}
     assert train_settings(TrainConfig()) == first_release

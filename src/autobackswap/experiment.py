@@ -30,7 +30,6 @@ many); ``runs`` the per-seed figures. A method that cannot work on the data reco
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -41,23 +40,24 @@ from torch import nn
 
 from . import runtime
 from .data.images import check_image_size
-from .data.splits import ExperimentData, SplitData, load_also_test, load_experiment_data
+from .data.splits import ExperimentData, load_also_test, load_experiment_data
 from .errors import AutoBackSwapError
 from .evaluate.report import write_report
 from .evaluate.results import (
     evaluate_model,
     finalize_entry,
+    finished_run,
     label_efficiency,
     model_path,
+    score_run,
     split_groups,
 )
 from .evaluate.runner import DiagnosticsRunner, finish_diagnostics
-from .io import check_writable_dir, fingerprint, json_digest, remove_stale_temps, write_json
+from .io import fingerprint, json_digest, remove_stale_temps, write_json
 from .methods import METHODS, MethodContext, make_method, parse_method_spec
-from .methods.base import expand_methods
+from .methods.base import check_methods, check_options, expand_methods
 from .options import check_range
-from .tensors import check_weights_file
-from .train.loop import TrainConfig, load_classifier, save_classifier
+from .train.loop import TrainConfig, save_classifier, train_settings
 
 log = logging.getLogger(__name__)
 
@@ -76,31 +76,20 @@ class ExperimentConfig:
     diagnostics_same: str = "majority"  # mixed_same donors: "majority" (usual background) or "class"
     report: bool = True  # write RUN/report.html and RUN/report.md
     also_test: dict[str, str] = field(default_factory=dict)  # name -> another dataset whose test split is also scored
+    stream: bool = False  # keep images, masks and swap banks on disk (RUN/cache/), read per batch
+    layout: str = "auto"  # dataset layout (data/layouts/): auto-detected, or a name such as spawrious:variant=m2m_hard
 
     def __post_init__(self) -> None:
         """Refuse a run that would train nothing or cannot work, before any data is loaded."""
         if not self.methods or not all(isinstance(m, str) and m.strip() for m in self.methods):
-            raise ValueError(f"methods: give at least one method (e.g. erm,autobackswap), got {self.methods!r}")
+            raise ValueError(f"no method to run: --methods is empty (give e.g. erm,autobackswap), got {self.methods!r}")
         if not self.seeds:
-            raise ValueError(f"seeds: give at least one seed (e.g. 0,1,2), got {self.seeds!r}")
+            raise ValueError(f"no seed to run: --seeds is empty (give e.g. 0,1,2), got {self.seeds!r}")
         for seed in self.seeds:
             check_range("seeds", seed, 0, 2**63 - 1, integer=True)
         for budget in self.label_budgets:
             check_range("label_budgets", budget, 1, 100_000_000, integer=True)
         check_image_size(self.image_size)
-
-
-LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0}  # TrainConfig fields and their defaults
-
-
-def train_settings(train: TrainConfig) -> dict[str, Any]:
-    """The training config as a run depends on it. Fields added after the first release enter only when
-    set away from their default, so runs saved before they existed are still reused."""
-    settings = asdict(train)
-    for name, default in LATER_TRAIN_FIELDS.items():
-        if settings.get(name) == default:
-            settings.pop(name)
-    return settings
 
 
 def run_key(spec: str, seed: int, cfg: ExperimentConfig, data_digest: str) -> str:
@@ -116,43 +105,30 @@ def data_digest(data: ExperimentData) -> str:
     return fingerprint(data.train.images, data.train.labels, data.train.place, data.val.images, data.val.labels)
 
 
-def finished_run(run_dir: Path, spec: str, seed: int, key: str) -> tuple[dict[str, Any], nn.Module] | None:
-    """The record and model of a run an earlier, interrupted ``experiment`` finished with the same key.
-
-    The record is written (atomically) only after its model, so a record means the run is complete."""
-    model_file = model_path(run_dir, spec, seed)
-    record_file = model_file.with_suffix(".json")
-    if not (record_file.is_file() and model_file.is_file()):
-        return None
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if record.get("key") != key:
-        return None
-    model, _ = load_classifier(model_file)
-    return record, model
-
-
-
 def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentData | None = None,
                    ctx: MethodContext | None = None) -> dict[str, Any]:
     """Run every method for every seed; write ``results.json`` (after each method, so partial
     results survive a crash), the diagnostics and the report, and return the results."""
     run_dir = Path(run_dir).absolute()  # recorded paths (contact sheets, detectors) do not depend on the cwd
+    start = time.perf_counter()
+    stats = {"trained": 0, "reused": 0, "skipped": 0}
     specs = expand_methods(cfg.methods, cfg.label_budgets)
-    for spec in specs:  # fail fast on an unknown method, option or input file, before loading anything
-        make_method(spec, cfg.method_options).check_inputs()
-    check_inputs(cfg.train, run_dir)
-    data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir)
+    check_options(specs, cfg.method_options, cfg.seeds)  # methods, options and the files they name, before loading
+    cfg.train.check_files()
+    data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir, stream=cfg.stream, layout=cfg.layout)
     ctx = ctx or MethodContext(data.run_dir)
-    also = load_also_test(cfg.also_test, data)
+    also = load_also_test(cfg.also_test, data, cfg.layout)
+    skips = check_methods(specs, cfg.method_options, cfg.seeds, data)  # every method's inputs, before any training
+    log.info("plan: %d method(s) x %d seed(s) on %d train / %d val / %d test images at %d px, %d epochs each%s",
+             len(specs), len(cfg.seeds), len(data.train), len(data.val), len(data.test), cfg.image_size,
+             cfg.train.epochs, "".join(f"; {s} seed {k} will be skipped: {r}" for (s, k), r in skips.items()))
     digest = data_digest(data)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(run_dir / "models")  # left by a killed run
     results: dict[str, Any] = {"dataset": str(cfg.data), "config": asdict(cfg), "run_dir": str(data.run_dir),
                                "complete": False, "pending": list(specs), "methods": {},
-                               "train_groups": split_groups(data.train), "val_groups": split_groups(data.val)}
+                               "train_groups": split_groups(data.train), "val_groups": split_groups(data.val),
+                               "dataset_layout": data.dataset.layout, "dataset_notes": list(data.dataset.notes)}
     write_json(run_dir / "config.json", asdict(cfg))
     diag = DiagnosticsRunner(data, cfg.method_options, same=cfg.diagnostics_same) if cfg.diagnostics else None
     pending: list[tuple[dict[str, Any], nn.Module]] = []  # runs waiting for diagnostic masks
@@ -160,7 +136,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
         entry: dict[str, Any] = {"needs": METHODS.get(parse_method_spec(spec)[0]).needs}
         runs, skipped = [], {}
         for seed in cfg.seeds:
-            outcome = train_or_reuse(spec, seed, cfg, data, ctx, run_dir, digest)
+            outcome = train_or_reuse(spec, seed, cfg, data, ctx, run_dir, digest, stats)
             if isinstance(outcome, str):
                 skipped[seed] = outcome
                 continue
@@ -191,18 +167,13 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     write_json(run_dir / "results.json", results)
     if cfg.report:
         write_report(run_dir, results)
+    log.info("done in %.0f s: %d run(s) trained, %d reused from an earlier run, %d skipped; results in %s",
+             time.perf_counter() - start, stats["trained"], stats["reused"], stats["skipped"], run_dir / "results.json")
     return results
 
 
-def check_inputs(train: TrainConfig, out: Path) -> None:
-    """Before any work: the output folder can be written and the weights file, if any, is one."""
-    check_writable_dir(out, "run folder")
-    if train.model_weights:
-        check_weights_file(train.model_weights, "classifier weights file")
-
-
 def train_or_reuse(spec: str, seed: int, cfg: ExperimentConfig, data: ExperimentData, ctx: MethodContext,
-                   run_dir: Path, digest: str) -> tuple[dict[str, Any], nn.Module, list[str]] | str:
+                   run_dir: Path, digest: str, stats: dict[str, int]) -> tuple[dict[str, Any], nn.Module, list[str]] | str:
     """``(record, model, notes)`` of one (method, seed) run, reused from an earlier run with the same key
     or trained now (and saved); the reason when the method skipped this seed."""
     train_cfg = replace(cfg.train, seed=seed)
@@ -214,14 +185,17 @@ def train_or_reuse(spec: str, seed: int, cfg: ExperimentConfig, data: Experiment
         if spec.strip() == "erm":  # DFR retrains this ERM model's last layer
             ctx.offer_erm(train_cfg, model)
         record.pop("key", None)
+        stats["reused"] += 1
         return record, model, record.pop("notes", [])
-    log.info("method %s, seed %d", spec, seed)
+    log.info("method %s, seed %d: training", spec, seed)
     start = time.perf_counter()
     output = make_method(spec, cfg.method_options).run(data, train_cfg, ctx)
     seconds = time.perf_counter() - start
     if output.skipped is not None:
         log.warning("%s (seed %d) skipped: %s", spec, seed, output.skipped)
+        stats["skipped"] += 1
         return output.skipped
+    stats["trained"] += 1
     assert output.model is not None
     record = {"seed": seed, "train_seconds": seconds, **output.info}
     if output.fit is not None:
@@ -236,28 +210,19 @@ def train_or_reuse(spec: str, seed: int, cfg: ExperimentConfig, data: Experiment
     return record, output.model, output.notes
 
 
-def score_run(record: dict[str, Any], model: nn.Module, data: ExperimentData,
-              also: dict[str, SplitData]) -> dict[str, Any]:
-    """One seed's entry: test and val group metrics (and every --also-test set) beside its record."""
-    def scored(split: SplitData) -> dict[str, Any]:
-        return evaluate_model(model, split, data.train_group_counts, data.dataset.classes)
-
-    return {"seed": record["seed"], "train_seconds": record.pop("train_seconds"),
-            "test": scored(data.test), "val": scored(data.val),
-            **{f"test:{name}": scored(split) for name, split in also.items()},
-            **{k: v for k, v in record.items() if k != "seed"}}
-
-
 def train_single(cfg: ExperimentConfig, out: str | Path, stream: bool = False) -> dict[str, Any] | None:
     """``autobackswap train``: one method, one seed; writes ``OUT/model.pt`` and ``OUT/train.json`` and
     returns that record (None on torchrun ranks other than 0, which write nothing)."""
     out = Path(out)
     spec, train_cfg = cfg.methods[0], replace(cfg.train, seed=cfg.seeds[0])
+    check_options([spec], cfg.method_options, cfg.seeds)
     method = make_method(spec, cfg.method_options)
-    method.check_inputs()
-    check_inputs(train_cfg, out)
+    train_cfg.check_files()
     with runtime.main_process_first():  # rank 0 writes the image caches (--stream) first
-        data = load_experiment_data(cfg.data, cfg.image_size, out, stream=stream)
+        data = load_experiment_data(cfg.data, cfg.image_size, out, stream=stream, layout=cfg.layout)
+    skipped = method.check(data, train_cfg.seed)
+    if skipped:
+        raise AutoBackSwapError(f"method {spec} cannot run on this data: {skipped}")
     start = time.perf_counter()
     output = method.run(data, train_cfg, MethodContext(data.run_dir))
     seconds = time.perf_counter() - start

@@ -6,14 +6,8 @@ float tensors in [0, 1]. Cut-outs are RGBA; the composite works on premultiplied
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import torch
-from torch import nn
-
-from .errors import DataError
 
 
 def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -43,46 +37,3 @@ def paste_rgba(cutout: np.ndarray, background: np.ndarray) -> np.ndarray:
     bg = torch.from_numpy(np.ascontiguousarray(background)).permute(2, 0, 1)[None].float() / 255.0
     out = composite(premultiply(fg), bg)[0].permute(1, 2, 0).numpy()
     return np.round(out * 255.0).astype(np.uint8)
-
-
-def load_torch_file(path: str | Path, what: str, weights_only: bool = True) -> Any:
-    """``torch.load`` of a file a user named (CPU tensors); a missing, truncated or foreign file is one
-    DataError naming it and ``what`` was expected, never an unpickler traceback."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    except FileNotFoundError:
-        raise DataError(path, f"{what} not found") from None
-    except IsADirectoryError:
-        raise DataError(path, f"is a folder, not a {what}") from None
-    except Exception as exc:  # noqa: BLE001 - any failure to unpickle a user's file is "not a checkpoint"
-        lines = str(exc).strip().splitlines()
-        why = f"{type(exc).__name__}: {lines[0][:200]}" if lines else f"{type(exc).__name__}, the file is empty or cut short"
-        raise DataError(path, f"cannot read {what} ({why})") from None
-
-
-def check_weights_file(path: str | Path, what: str = "state dict") -> None:
-    """Refuse, before any work, a weights file that is missing or is not a mapping of names to tensors."""
-    _state_dict(path, what)
-
-
-def _state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    state = load_torch_file(path, what)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(path, f"not a {what}: expected a mapping of parameter names to tensors")
-    return state
-
-
-def load_weights(model: nn.Module, path: str | Path, what: str = "state dict") -> nn.Module:
-    """Load the tensors of a local weights file (a state dict, or a checkpoint with one under
-    ``state_dict``) into ``model`` where names match (a new head may differ). A file none of whose tensors
-    fit the model, or whose shapes disagree, is a DataError naming it."""
-    state = _state_dict(path, what)
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        first_line = (str(exc).strip().splitlines() or ["size mismatch"])[-1].strip()[:200]
-        raise DataError(path, f"does not fit the model ({first_line})") from None
-    if state and len(result.unexpected_keys) == len(state):
-        raise DataError(path, f"none of its {len(state)} tensors belongs to this model: a {what} of another network?")
-    return model

@@ -41,7 +41,7 @@ MAX_LABEL = 2**31 - 1  # y and place are small integers; beyond this a value is 
 class Record:
     """One row of ``metadata.csv``."""
 
-    row: int  # line number in metadata.csv (header is line 1)
+    row: int | None  # line number in metadata.csv (header is line 1); None where a layout has no CSV row
     img_id: str
     img_filename: str
     path: Path
@@ -57,16 +57,27 @@ class ImageDataset:
     root: Path
     records: list[Record]
     classes: list[int] = field(default_factory=list)
+    # Set by the other layouts (data/layouts/); the defaults are the Waterbirds layout's.
+    layout: str = "waterbirds"
+    source: Path | None = None  # the file or folder that defines the dataset (default metadata.csv)
+    mask_paths: dict[str, Path] | None = None  # img_filename -> its ground-truth mask file
+    masks_csv: Path | None = None  # where the layout keeps patch labels (default DATA/masks.csv)
+    shared_labels_root: Path | None = None  # masks.csv rows naming another image under it (another variant's) are skipped
+    class_names: dict[int, str] = field(default_factory=dict)
+    place_names: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what a report should say about the data
 
     @property
     def metadata_path(self) -> Path:
-        return self.root / "metadata.csv"
+        return self.source or self.root / "metadata.csv"
 
     def split(self, name: str) -> list[Record]:
         code = SPLITS[name]
         return [r for r in self.records if r.split == code]
 
     def segmentation_path(self, record: Record) -> Path:
+        if self.mask_paths is not None:
+            return self.mask_paths[record.img_filename]
         return (self.root / "segmentations" / record.img_filename).with_suffix(".png")
 
     @property
@@ -76,7 +87,7 @@ class ImageDataset:
 
     @property
     def masks_csv_path(self) -> Path:
-        return self.root / "masks.csv"
+        return self.masks_csv or self.root / "masks.csv"
 
     def lookup(self) -> dict[str, Record]:
         """Index by ``img_id`` and by ``img_filename`` (the keys ``masks.csv`` may use)."""
@@ -196,8 +207,8 @@ def _record(root: Path, meta: Path, line: int, row: dict[str, str | None], check
 def _check_unique(meta: Path, records: Sequence[Record]) -> None:
     """Every ``img_filename`` and every ``img_id`` names one row, and no id is another row's filename
     (``masks.csv`` keys by either), or labels keyed by it would land on the wrong image or be lost."""
-    names: dict[str, int] = {}
-    ids: dict[str, int] = {}
+    names: dict[str, int | None] = {}
+    ids: dict[str, int | None] = {}
     for r in records:
         if r.img_filename in names:
             raise DataError(meta, f"img_filename {r.img_filename[:200]!r} repeats row {names[r.img_filename]}", r.row)
@@ -212,14 +223,17 @@ def _check_unique(meta: Path, records: Sequence[Record]) -> None:
                                   "row keyed by it would be ambiguous", r.row)
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL byte
+        return False
+
+
 def _resolve(root: Path, name: str) -> Path | None:
     for base in (root, root / "images"):
-        candidate = base / name
-        try:
-            if candidate.is_file():
-                return candidate
-        except (OSError, ValueError):  # a name too long for the file system, or with a NUL byte
-            continue
+        if _is_file(base / name):
+            return base / name
     return None
 
 
@@ -250,6 +264,9 @@ def read_masks_csv(path: str | Path, dataset: ImageDataset) -> dict[str, np.ndar
     for line, row in csv_rows(path, ("info", "mask")):
         info = (row.get("info") or "").strip()
         record = index.get(info)
+        if record is None and dataset.shared_labels_root is not None and _is_file(
+                dataset.shared_labels_root / info.lstrip("/")):
+            continue
         if record is None:
             raise DataError(path, f"unknown id {info[:200]!r}: no img_id or img_filename in metadata.csv matches", line)
         if record.img_filename in first_row:

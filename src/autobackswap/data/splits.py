@@ -17,7 +17,8 @@ from ..errors import AutoBackSwapError
 from ..io import check_writable_dir
 from .groups import group_counts, majority_groups
 from .images import check_image_size
-from .layout import ImageDataset, Record, load_images, load_segmentations, read_dataset
+from .layout import ImageDataset, Record, load_images, load_segmentations
+from .layouts import read_layout
 from .stream import image_cache
 
 SPLITS = ("train", "val", "test")
@@ -90,26 +91,35 @@ def load_split(dataset: ImageDataset, name: str, image_size: int, classes: list[
     return SplitData(records, images, labels, place, dataset, image_size)  # type: ignore[arg-type]
 
 
-def load_experiment_data(data_dir: str | Path, image_size: int, run_dir: str | Path, stream: bool = False) -> ExperimentData:
-    """The three splits of the dataset at ``data_dir``; ``stream`` keeps every split's images on disk.
+def load_experiment_data(data_dir: str | Path, image_size: int, run_dir: str | Path, stream: bool = False,
+                         layout: str = "auto") -> ExperimentData:
+    """The three splits of the dataset at ``data_dir`` (read in ``layout``, see :mod:`.layouts`); ``stream``
+    keeps every split's images on disk.
 
     The working size is checked first, and the run folder must be writable (checked before any work)."""
     check_image_size(image_size)
     check_writable_dir(run_dir, "run folder")
-    dataset = read_dataset(data_dir)
+    dataset = read_layout(data_dir, layout)
     cache = Path(run_dir) / "cache" if stream else None
     train, val, test = (load_split(dataset, s, image_size, cache_dir=cache) for s in SPLITS)
     return ExperimentData(dataset, image_size, train, val, test, Path(run_dir))
 
 
-def load_also_test(also_test: dict[str, str], data: ExperimentData) -> dict[str, SplitData]:
-    """The test splits of other datasets (e.g. TuxBirds' ``unseen`` beside ``seen``), scored by every model.
+def load_also_test(also_test: dict[str, str], data: ExperimentData, layout: str = "auto") -> dict[str, SplitData]:
+    """The test splits of other datasets (e.g. TuxBirds' ``unseen`` beside ``seen``, or an IN-9 variant folder),
+    scored by every model; each is read in ``layout`` and needs only a test split.
 
     Their classes must be the training classes; a model trained once is then scored on each."""
     splits = {}
     for name, path in also_test.items():
-        dataset = read_dataset(path)
-        if sorted(dataset.classes) != sorted(data.dataset.classes):
+        dataset = read_layout(path, layout, need=("test",))
+        names, train_names = dataset.class_names, data.dataset.class_names
+        if names and train_names and [names.get(c) for c in dataset.classes] != [
+                train_names.get(c) for c in dataset.classes]:
+            raise AutoBackSwapError(f"{dataset.metadata_path}: --also-test {name}: class names "
+                                    f"{[names[c] for c in dataset.classes]} are not the training classes' "
+                                    f"{[train_names.get(c) for c in dataset.classes]}")
+        if not set(dataset.classes) <= set(data.dataset.classes):
             raise AutoBackSwapError(f"{dataset.metadata_path}: --also-test {name}: classes {dataset.classes} are not "
                                     f"the training classes {data.dataset.classes}")
         splits[name] = load_split(dataset, "test", data.image_size, data.dataset.classes)

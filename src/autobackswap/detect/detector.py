@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .. import seeding
 from ..errors import AutoBackSwapError, DataError, NotFittedError
 from ..io import atomic_open
 from ..options import check_range
-from ..tensors import load_torch_file
+from ..progress import progress
+from ..weights import load_torch_file
+from .confidence import area_range
 from .model import BACKBONES, create_backbone
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class DetectorConfig:
     grid: int = 16
-    backbone: str = "fcn"
+    backbone: str = "fcn"  # or tv:efficientnet_b0 (the paper's), timm:<name>, timm-map:<name> (detect.model)
     width: int = 32
-    weights: str | None = None
+    weights: str | None = None  # a pretrained tag (IMAGENET1K_V1, efficientnet_b0.ra_in1k) or a weight file (strict)
     epochs: int = 100  # width 32, 100 epochs, copy-paste: TuxBirds mask IoU 0.68 -> 0.80 (docs/results.md)
     batch_size: int = 32
     lr: float = 3e-3
@@ -175,7 +176,7 @@ class Detector:
         history: list[dict[str, float]] = []
         bad_epochs = 0
         start = time.perf_counter()
-        for epoch in tqdm(range(cfg.epochs), desc="detector", leave=False):
+        for epoch in progress(range(cfg.epochs), desc="detector"):
             model.train()
             perm = torch.from_numpy(train)[torch.randperm(len(train), generator=generator)]
             total_loss = 0.0
@@ -211,7 +212,8 @@ class Detector:
         self.best_epoch_ = best[2] if n_hold else len(history)
         self.holdout_balanced_accuracy_ = best[0] if n_hold else None
         self.n_labels_ = len(images)
-        self.fit_seconds_ = time.perf_counter() - start
+        self.fg_area_range_: tuple[float, float] | None = area_range(grids)  # for the separation confidence
+        self.fit_seconds_: float | None = time.perf_counter() - start
         log.info("detector: %d labels, hold-out balanced patch accuracy %s, %.1fs", len(images),
                  f"{best[0]:.3f}" if n_hold else "n/a", self.fit_seconds_)
         return self
@@ -243,7 +245,8 @@ class Detector:
             raise NotFittedError("cannot save an unfitted Detector")
         payload = {"kind": "detector", "config": asdict(self.config), "state_dict": self.model_.state_dict(),
                    "history": self.history_, "best_epoch": self.best_epoch_,
-                   "holdout_balanced_accuracy": self.holdout_balanced_accuracy_, "n_labels": self.n_labels_}
+                   "holdout_balanced_accuracy": self.holdout_balanced_accuracy_, "n_labels": self.n_labels_,
+                   "fit_seconds": self.fit_seconds_, "fg_area_range": self.fg_area_range_}
         with atomic_open(path, "wb") as fh:
             torch.save(payload, fh)
 
@@ -253,10 +256,12 @@ class Detector:
         if not isinstance(payload, dict) or payload.get("kind") != "detector":
             raise DataError(path, "not an autobackswap detector checkpoint (make one with `autobackswap fit-detector`)")
         try:
-            det = cls(**{**payload["config"], "weights": None})
-            model = create_backbone(det.config.backbone, det.config.grid, None, width=det.config.width)
+            det = cls(**{**payload["config"], "weights": None})  # the weights are in the checkpoint: nothing to read
+            # the tag still sets the normalisation of a torchvision / timm backbone (load=False: nothing is fetched)
+            model = create_backbone(det.config.backbone, det.config.grid, payload["config"].get("weights"), load=False,
+                                    width=det.config.width)
             model.load_state_dict(payload["state_dict"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise DataError(path, f"damaged detector checkpoint ({first_line})") from None
         model.eval()
@@ -265,4 +270,7 @@ class Detector:
         det.best_epoch_ = payload["best_epoch"]
         det.holdout_balanced_accuracy_ = payload["holdout_balanced_accuracy"]
         det.n_labels_ = payload["n_labels"]
+        det.fit_seconds_ = payload.get("fit_seconds")  # what the fit took (None in older checkpoints)
+        area = payload.get("fg_area_range")  # None in checkpoints saved before it was recorded
+        det.fg_area_range_ = None if area is None else (float(area[0]), float(area[1]))
         return det

@@ -57,10 +57,12 @@ from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import seeding
+from ..compose.sheets import heat
 from ..data.grid import grid_to_mask, grid_to_string
 from ..data.images import read_rgb
 from ..data.labelstore import LabelError, LabelStore, LabelStoreError, validate_mask
-from ..data.layout import ImageDataset, Record, inside, read_dataset
+from ..data.layout import ImageDataset, Record, inside
+from ..data.layouts import read_layout
 from ..errors import AutoBackSwapError, DataError
 from ..io import encode_png
 from ..options import check_range
@@ -225,8 +227,14 @@ def thumbnail(image: np.ndarray, grid: np.ndarray | None, size: int) -> np.ndarr
 
 
 def pfg_image(p_fg: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """p(foreground) grid as a nearest-upsampled HW uint8 image (white = foreground)."""
-    return np.round(grid_to_mask(p_fg, size) * 255).astype(np.uint8)
+    """p(foreground) grid as a nearest-upsampled HWC uint8 RGB image on the colour scale of :func:`colour_scale`."""
+    return heat(grid_to_mask(p_fg, size))
+
+
+def colour_scale(steps: int = 11) -> list[str]:
+    """The colours of p(fg) = 0, 1/(steps-1), ..., 1 on the probability maps, as ``#rrggbb`` (the page's legend)."""
+    rgb = heat(np.linspace(0.0, 1.0, steps)[None])[0]
+    return ["#" + "".join(f"{int(v):02x}" for v in c) for c in rgb]
 
 
 class LabelIn(BaseModel):
@@ -337,6 +345,7 @@ class LabelApp:
             "dataset": self.dataset.root.name,
             "grid": self.grid,
             "budget": self.budget,
+            "target": min(self.budget, len(self.records)),  # what the progress counter counts to
             "n_train": len(self.records),
             "n_labelled": n,
             "db": str(self.store.path),
@@ -446,7 +455,7 @@ class LabelApp:
         else:
             message = ""
         items = [{"index": i, "id": self.records[i].img_id, "y": self.records[i].y} for i in self.preview_indices]
-        return {"ready": ready, "message": message, "kinds": list(PREVIEW_KINDS),
+        return {"ready": ready, "message": message, "kinds": list(PREVIEW_KINDS), "colour_scale": colour_scale(),
                 "version": assistant.state.version if ready and assistant and assistant.state else 0, "items": items}
 
     def preview_png(self, index: int, kind: str) -> bytes:
@@ -594,13 +603,14 @@ def add_assist_routes(app: FastAPI, state: LabelApp) -> None:
 
 # ----------------------------------------------------------------------------- the factory
 def open_label_state(data_dir: str | Path, db_path: str | Path | None, grid: int, budget: int,
-                     assist_config: AssistConfig | None, preview_count: int, seed: int) -> LabelApp:
-    """The dataset at ``data_dir``, its label store (default DATA/labels.sqlite) and the assistant (none without
-    ``assist_config``), as the routes share them."""
+                     assist_config: AssistConfig | None, preview_count: int, seed: int,
+                     layout: str = "auto") -> LabelApp:
+    """The dataset at ``data_dir`` (read in ``layout``), its label store (default DATA/labels.sqlite) and the
+    assistant (none without ``assist_config``), as the routes share them."""
     check_range("grid (patches per side)", grid, 1, 512, integer=True)
     check_range("budget (the label budget)", budget, 1, 100_000_000, integer=True)
     check_range("preview_count", preview_count, 0, 1000, integer=True)
-    dataset = read_dataset(data_dir)
+    dataset = read_layout(data_dir, layout)
     store = LabelStore(Path(db_path) if db_path is not None else dataset.root / "labels.sqlite", grid=grid)
     assistant = Assistant(dataset.split("train"), store, grid, assist_config) if assist_config is not None else None
     return LabelApp(dataset, store, grid, budget, assistant, preview_count, seed)
@@ -621,15 +631,17 @@ def create_app(
     allowed_hosts: Sequence[str] | None = LOCAL_HOSTS,
     preview_count: int = 6,
     seed: int = 0,
+    layout: str = "auto",
 ) -> FastAPI:
-    """The labelling app for the dataset at ``data_dir`` (labels in ``db_path``, default DATA/labels.sqlite).
+    """The labelling app for the dataset at ``data_dir`` (labels in ``db_path``, default DATA/labels.sqlite),
+    read in ``layout`` (see :mod:`autobackswap.data.layouts`).
 
     ``allowed_hosts=None`` accepts any ``Host`` header (when serving on a non-local ``--host``).
     """
     config = None
     if assist:
         config = assist_config or AssistConfig(min_labels=assist_after, image_size=image_size, seed=seed)
-    state = open_label_state(data_dir, db_path, grid, budget, config, preview_count, seed)
+    state = open_label_state(data_dir, db_path, grid, budget, config, preview_count, seed, layout)
     app = FastAPI(title="autobackswap label", lifespan=state.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.labeller = state
     app.add_exception_handler(LabelError, _unprocessable)

@@ -21,14 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import runtime, seeding
 from ..errors import NotFittedError
 from ..io import atomic_open
 from ..options import check_range
+from ..progress import progress
 from ..runtime import is_main
-from ..tensors import load_torch_file, to_tensor
+from ..tensors import to_tensor
+from ..weights import check_weights_file, load_torch_file, weights_key
 from .augment import Augment, build_augment
 from .models import create_model
 from .sources import BatchSource, ShardedSource
@@ -56,8 +57,9 @@ class TrainConfig:
     augment: str = ""  # "+"-separated names from train.augment.AUGMENTS, e.g. "crop+color"
     ema: float = 0.0  # > 0: keep (and select, and return) an exponential moving average of the weights
     seed: int = 0
-    model_weights: str | None = None
+    model_weights: str | None = None  # a weight file loaded (strictly) into the new model
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None  # tv: / timm: models: a weight tag (IMAGENET1K_V1, resnet50.tv_in1k) or a file
 
     def __post_init__(self) -> None:
         build_augment(self.augment)  # an unknown name fails here, before any training
@@ -69,6 +71,29 @@ class TrainConfig:
         check_range("weight_decay", self.weight_decay, 0.0, 10.0)
         check_range("warmup_epochs", self.warmup_epochs, 0.0, MAX_EPOCHS)
         check_range("seed", self.seed, 0, MAX_SEED, integer=True)
+
+    def check_files(self) -> None:
+        """Before any work: the weight files named (``pretrained``, ``model_weights``) exist and hold a state dict."""
+        for value in (self.pretrained, self.model_weights):
+            check_weights_file(value)
+
+
+LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0, "pretrained": None}  # TrainConfig fields, defaults
+WEIGHT_FIELDS = ("model_weights", "pretrained")  # TAG|FILE fields: a file enters by its content digest
+
+
+def train_settings(train: TrainConfig) -> dict[str, Any]:
+    """The training config as a run depends on it. Fields added after the first release enter only when
+    set away from their default, so runs saved before they existed are still reused. A weight file enters by
+    its content (:func:`~autobackswap.weights.weights_key`), not its path."""
+    settings = asdict(train)
+    for name, default in LATER_TRAIN_FIELDS.items():
+        if settings.get(name) == default:
+            settings.pop(name)
+    for name in WEIGHT_FIELDS:
+        if settings.get(name):
+            settings[name] = weights_key(settings[name])
+    return settings
 
 
 def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
@@ -95,8 +120,8 @@ def train_one_epoch(
     warmup = int(cfg.warmup_epochs * math.ceil(len(source) / cfg.batch_size))
     total_loss, count = 0.0, 0
     device = next(model.parameters()).device
-    bar = tqdm(source.batches(epoch, cfg.batch_size, generator), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               total=math.ceil(len(source) / cfg.batch_size), leave=False, disable=not is_main())
+    bar = progress(source.batches(epoch, cfg.batch_size, generator), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   total=math.ceil(len(source) / cfg.batch_size), quiet=not is_main())
     for x, y in bar:
         if augment is not None:
             x = augment(x, generator)
@@ -175,6 +200,8 @@ def fit(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     scored = model if ema is None else ema.module  # the weights validated, selected and returned
     total_steps = cfg.epochs * math.ceil(len(source) / cfg.batch_size)
+    log.info("training %s: %d images, %d epochs of %d steps (batch %d)", cfg.model, len(source), cfg.epochs,
+             math.ceil(len(source) / cfg.batch_size), cfg.batch_size)
     history: list[dict[str, float]] = []
     best_acc, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), -1
     step = 0
@@ -212,7 +239,8 @@ def prepare_model(model: nn.Module | None, cfg: TrainConfig, num_classes: int, d
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeding.int_seed(cfg.seed, "classifier_init"))
-            model = create_model(cfg.model, num_classes, cfg.model_weights, width=cfg.width, **cfg.model_kwargs)
+            model = create_model(cfg.model, num_classes, cfg.model_weights, pretrained=cfg.pretrained, width=cfg.width,
+                                 **cfg.model_kwargs)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model.to(device)
 
@@ -248,7 +276,8 @@ def load_classifier(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if not isinstance(payload, dict) or payload.get("kind") != "classifier":
         raise NotFittedError(f"{path}: not an autobackswap classifier checkpoint")
     cfg = TrainConfig(**payload["config"])
-    model = create_model(cfg.model, payload["num_classes"], None, width=cfg.width, **cfg.model_kwargs)
+    model = create_model(cfg.model, payload["num_classes"], None, pretrained=cfg.pretrained, load=False, width=cfg.width,
+                         **cfg.model_kwargs)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload
