@@ -73,19 +73,37 @@ class ExperimentConfig:
     diagnostics_same: str = "majority"  # mixed_same donors: "majority" (usual background) or "class"
     report: bool = True  # write RUN/report.html and RUN/report.md
     also_test: dict[str, str] = field(default_factory=dict)  # name -> another dataset whose test split is also scored
+    no_minority: bool = False  # drop train and val images outside each class's majority place (the paper's setting)
+    eval_crop: float = 1.0  # < 1: val/test resized to image_size / eval_crop, centre image_size kept (0.875: 256 -> 224)
+    recipe: dict[str, Any] = field(default_factory=dict)  # the recipe these settings came from (settings.resolve)
 
 
-LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0}  # TrainConfig fields and their defaults
+# TrainConfig fields added after the first release, and their defaults: they enter a run's key only when
+# set away from the default, so runs saved before they existed are still reused.
+LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0, "amp": None, "optimizer": "adamw", "momentum": 0.9,
+                                      "lr_schedule": "cosine", "label_smoothing": 0.0, "class_weighted": False,
+                                      "grad_clip": 0.0}
+# Where a run trains is not what it trains: a run finished on a GPU is reused on the CPU and back. (``amp``
+# is a numeric choice, so an explicit --amp / --no-amp enters the key; its default, automatic, does not.)
+EXECUTION_TRAIN_FIELDS = ("device",)
 
 
 def train_settings(train: TrainConfig) -> dict[str, Any]:
-    """The training config as a run depends on it. Fields added after the first release enter only when
-    set away from their default, so runs saved before they existed are still reused."""
+    """The training config as a run depends on it: without the execution-only fields, and with the fields
+    added later only when set away from their default."""
     settings = asdict(train)
+    for name in EXECUTION_TRAIN_FIELDS:
+        settings.pop(name, None)
     for name, default in LATER_TRAIN_FIELDS.items():
         if settings.get(name) == default:
             settings.pop(name)
     return settings
+
+
+def experiment_data(cfg: ExperimentConfig, run_dir: str | Path, stream: bool = False) -> ExperimentData:
+    """The splits ``cfg`` works on (its image size, ``no_minority`` and ``eval_crop``)."""
+    return load_experiment_data(cfg.data, cfg.image_size, run_dir, stream=stream, no_minority=cfg.no_minority,
+                                eval_crop=cfg.eval_crop)
 
 
 def run_key(spec: str, seed: int, cfg: ExperimentConfig, data_digest: str) -> str:
@@ -128,7 +146,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     specs = expand_methods(cfg.methods, cfg.label_budgets)
     for spec in specs:
         make_method(spec, cfg.method_options)  # fail fast on an unknown method or option, before loading anything
-    data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir)
+    data = data or experiment_data(cfg, run_dir)
     ctx = ctx or MethodContext(data.run_dir)
     also = load_also_test(cfg.also_test, data)
     digest = data_digest(data)
@@ -200,7 +218,8 @@ def train_or_reuse(spec: str, seed: int, cfg: ExperimentConfig, data: Experiment
     record = {"seed": seed, "train_seconds": seconds, **output.info}
     if output.fit is not None:
         record.update(best_epoch=output.fit.best_epoch, history=output.fit.history,
-                      epoch_seconds=output.fit.epoch_seconds)
+                      epoch_seconds=output.fit.epoch_seconds, device=output.fit.device,
+                      precision=output.fit.precision)
     if cfg.save_models:
         path = model_path(run_dir, spec, seed)
         save_classifier(path, output.model, train_cfg, data.num_classes, data.dataset.classes, cfg.image_size,
@@ -229,7 +248,7 @@ def train_single(cfg: ExperimentConfig, out: str | Path, stream: bool = False) -
     spec, train_cfg = cfg.methods[0], replace(cfg.train, seed=cfg.seeds[0])
     method = make_method(spec, cfg.method_options)
     with runtime.main_process_first():  # rank 0 writes the image caches (--stream) first
-        data = load_experiment_data(cfg.data, cfg.image_size, out, stream=stream)
+        data = experiment_data(cfg, out, stream=stream)
     start = time.perf_counter()
     output = method.run(data, train_cfg, MethodContext(data.run_dir))
     seconds = time.perf_counter() - start
@@ -239,7 +258,8 @@ def train_single(cfg: ExperimentConfig, out: str | Path, stream: bool = False) -
     if not runtime.is_main():
         return None
     fit_info = {} if output.fit is None else {"best_epoch": output.fit.best_epoch, "history": output.fit.history,
-                                               "distributed": output.fit.distributed}
+                                               "distributed": output.fit.distributed, "device": output.fit.device,
+                                               "precision": output.fit.precision}
     save_classifier(out / "model.pt", output.model, train_cfg, data.num_classes, data.dataset.classes,
                     cfg.image_size, {"method": spec, **output.info})
     val = evaluate_model(output.model, data.val, data.train_group_counts, data.dataset.classes)

@@ -38,6 +38,7 @@ FLAT: dict[str, tuple[str, str]] = {
     "grid": ("detector", "grid"), "detector_backbone": ("detector", "backbone"), "detector_width": ("detector", "width"),
     "detector_epochs": ("detector", "epochs"), "detector_weights": ("detector", "weights"),
     "detector_paste": ("detector", "paste"), "detector_patience": ("detector", "patience"),
+    "detector_device": ("detector", "device"),
     "t_tight": ("separation", "t_tight"), "t_loose": ("separation", "t_loose"), "hole": ("separation", "hole"),
     "hole_dilate": ("separation", "hole_dilate"), "inpainter": ("separation", "inpainter"),
     "refine": ("separation", "refine"), "decontaminate": ("separation", "decontaminate"),
@@ -47,7 +48,8 @@ FLAT: dict[str, tuple[str, str]] = {
     "engine": ("", "engine"), "workers": ("", "workers"), "ray_address": ("", "ray_address"),
 }
 JITTER_KINDS = {"scale_min": float, "scale_max": float, "rotation": float, "shift": float}
-EXECUTION_ONLY = ("engine", "workers", "ray_address")  # no cache key includes them: every engine writes the same files
+# No cache key includes them: every engine writes the same files, and the detector's device is where it runs.
+EXECUTION_ONLY = ("engine", "workers", "ray_address", "detector_device")
 
 
 @dataclass
@@ -131,15 +133,16 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
     idx, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.detector.grid, cfg.labels,
                               cfg.label_budget, cfg.label_threshold, seed)
     det = Detector(**asdict(replace(cfg.detector, grid=grids.shape[1], seed=seed)))
+    settings = {k: v for k, v in asdict(det.config).items() if k != "device"}  # where it runs is not what it is
     key = {"labels": cfg.labels, "budget": cfg.label_budget, "thr": cfg.label_threshold,
-           "detector": asdict(det.config), "size": data.image_size, "idx": idx.tolist(),
+           "detector": settings, "size": data.image_size, "idx": idx.tolist(),
            "data": fingerprint(data.train.images[idx], grids)}
     path = None
     if cache_dir is not None:
         path = cache_dir / f"detector_{json_digest(key)}.pt"
         if path.is_file():
             log.info("detector: loading cached %s", path)
-            det = Detector.load(path)
+            det = Detector.load(path, device=cfg.detector.device)
             return det, {"n_labels": len(idx), "patch_balanced_accuracy": det.holdout_balanced_accuracy_, "detector": str(path)}
     det.fit(data.train.images[idx], grids)
     if path is not None:
@@ -187,7 +190,7 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
                                 f":{fingerprint(train.images)}")
         out = data.run_dir / "separation" / f"abs_{digest}"
         job = SeparationJob(out, sep_cfg, detector=str(checkpoint), extra_config={"detector": info.get("detector")},
-                            **manifest)
+                            device=cfg.detector.device, **manifest)
     result = read_result(job) if readonly else run_job(job, cfg.engine, cfg.workers, cfg.ray_address)
     info["separation"] = str(out)
     info["separation_counts"] = result.counts

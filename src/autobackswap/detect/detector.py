@@ -11,6 +11,9 @@
   accuracy wins. ``patience`` (0 = off, the default) stops after that many epochs without a gain;
   under the one-cycle schedule an early stop tends to fire near the learning-rate peak.
 * ``predict_proba`` returns p(foreground) per patch; ``p_bg = 1 - p_fg``.
+* ``device`` (``auto``: a GPU when there is one) is where it trains and predicts, in float32; batches are
+  augmented on the CPU and copied there. It is an execution setting: no cache key holds it, and
+  :meth:`Detector.load` takes the device to predict on (default ``auto``), whatever the checkpoint's.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .. import seeding
+from .. import runtime, seeding
 from ..errors import AutoBackSwapError, NotFittedError
 from ..io import atomic_open
 from .model import BACKBONES, create_backbone
@@ -53,9 +56,11 @@ class DetectorConfig:
     holdout: float = 0.2
     patience: int = 0  # early stopping after this many epochs without a hold-out gain; 0 = off
     seed: int = 0
+    device: str = "auto"  # where it trains and predicts (runtime.resolve_device); execution only
 
     def __post_init__(self) -> None:
         BACKBONES.get(self.backbone)  # KeyError listing the valid names, before any data is loaded
+        self.device = runtime.check_device_spec(self.device)
         if not 0.0 <= self.paste <= 1.0:
             raise ValueError(f"paste is a probability in [0, 1], got {self.paste}")
 
@@ -130,8 +135,12 @@ def paste_foregrounds(x: torch.Tensor, t: torch.Tensor, p: float, generator: tor
     return x, t
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+def _to_tensor(images: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+    """NHWC uint8 -> NCHW float in [0, 1], made on ``device`` (the uint8 rows are copied there)."""
+    raw = torch.from_numpy(np.ascontiguousarray(images))
+    if device is not None:
+        raw = runtime.to_device(raw, device)
+    return raw.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class Detector:
@@ -150,9 +159,11 @@ class Detector:
         order = rng.permutation(len(images))
         n_hold = int(round(cfg.holdout * len(images))) if len(images) >= 10 else 0
         hold, train = order[:n_hold], order[n_hold:]
+        device = runtime.resolve_device(cfg.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeding.int_seed(cfg.seed, "detector_init"))
             model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)
+        model = model.to(device)
         x_all = _to_tensor(images)
         t_all = torch.from_numpy(grids.astype(np.float32))
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -172,6 +183,7 @@ class Detector:
                 if len(idx) < 2:
                     continue
                 x, t = augment(x_all[idx].clone(), t_all[idx].clone(), cfg, generator)
+                x, t = runtime.to_device(x, device), runtime.to_device(t, device)
                 target = t * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
                 loss = F.binary_cross_entropy_with_logits(model(x), target)
                 optimizer.zero_grad(set_to_none=True)
@@ -208,7 +220,8 @@ class Detector:
     @torch.no_grad()
     def _proba(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         model.eval()
-        out = [torch.sigmoid(model(_to_tensor(images[i : i + batch_size]))).numpy()
+        device = next(model.parameters()).device
+        out = [torch.sigmoid(model(_to_tensor(images[i : i + batch_size], device))).cpu().numpy()
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.empty((0,))
 
@@ -236,14 +249,16 @@ class Detector:
             torch.save(payload, fh)
 
     @classmethod
-    def load(cls, path: str | Path) -> Detector:
+    def load(cls, path: str | Path, device: str = "auto") -> Detector:
+        """The detector saved at ``path``, predicting on ``device`` (not the device it was trained on)."""
         payload = torch.load(path, map_location="cpu", weights_only=False)
         if payload.get("kind") != "detector":
             raise AutoBackSwapError(f"{path}: not an autobackswap detector checkpoint")
-        cfg = {**payload["config"], "weights": None}
+        cfg = {**payload["config"], "weights": None, "device": device}
         det = cls(**cfg)
         model = create_backbone(det.config.backbone, det.config.grid, None, width=det.config.width)
         model.load_state_dict(payload["state_dict"])
+        model = model.to(runtime.resolve_device(device))
         model.eval()
         det.model_ = model
         det.history_ = payload["history"]

@@ -47,6 +47,7 @@ class AssistConfig:
                                                                      "paste": 0.0})
     threshold: float = 0.5  # suggestion: p_fg >= threshold
     seed: int = 0
+    device: str = "auto"  # where the detector trains and predicts (runtime.resolve_device)
 
 
 def patch_entropy(p_fg: np.ndarray) -> np.ndarray:
@@ -201,7 +202,8 @@ class Assistant:
         idx = np.array([self._position[k] for k in keys], dtype=np.int64)
         grids = np.stack([labels[k] for k in keys])
         images = self.images()
-        params = {"seed": self.config.seed, **self.config.detector_params, "grid": self.grid}
+        params = {"seed": self.config.seed, **self.config.detector_params, "grid": self.grid,
+                  "device": self.config.device}
         start = time.perf_counter()
         detector = Detector(**params).fit(images[idx], grids)
         p_fg = detector.predict_proba(images)

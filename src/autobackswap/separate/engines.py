@@ -99,6 +99,7 @@ class SeparationJob:
     segmentation_masks: Any = None
     extra_config: dict[str, Any] = field(default_factory=dict)
     chunk_size: int = 256
+    device: str = "auto"  # where the detector runs (execution only: the files do not record it)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -168,21 +169,21 @@ def read_result(job: SeparationJob) -> SeparationResult:
     return SeparationResult(job.out_dir, json.loads(summary.read_text())["counts"], job.n)
 
 
-def _load_detector(path: str) -> Any:
-    return _load_detector_version(path, os.stat(path).st_mtime_ns)
+def _load_detector(path: str, device: str = "auto") -> Any:
+    return _load_detector_version(path, os.stat(path).st_mtime_ns, device)
 
 
 @lru_cache(maxsize=4)
-def _load_detector_version(path: str, mtime_ns: int) -> Any:
-    return Detector.load(path)
+def _load_detector_version(path: str, mtime_ns: int, device: str) -> Any:
+    return Detector.load(path, device=device)
 
 
 def chunk_masks(job_kind: str, images: np.ndarray, detector: str | None, seg_paths: Sequence[str] | None,
-                rows: Sequence[int | None], size: int, chunk_size: int) -> np.ndarray:
-    """The chunk's masks: p(foreground) grids from the detector (one batch), or GT masks."""
+                rows: Sequence[int | None], size: int, chunk_size: int, device: str = "auto") -> np.ndarray:
+    """The chunk's masks: p(foreground) grids from the detector (one batch, on ``device``), or GT masks."""
     if job_kind == "grid":
         assert detector is not None
-        return _load_detector(detector).predict_proba(images, batch_size=max(chunk_size, len(images)))
+        return _load_detector(detector, device).predict_proba(images, batch_size=max(chunk_size, len(images)))
     assert seg_paths is not None
     return decode_masks(seg_paths, rows, size)
 
@@ -286,7 +287,8 @@ class LocalEngine(Engine):
         if job.grids is not None:
             return images, np.asarray(job.grids[start:stop])
         segs = job.segmentations[start:stop] if job.segmentations is not None else None
-        masks = chunk_masks(job.kind, images, job.detector, segs, job.rows[start:stop], job.image_size, job.chunk_size)
+        masks = chunk_masks(job.kind, images, job.detector, segs, job.rows[start:stop], job.image_size, job.chunk_size,
+                            job.device)
         return images, masks
 
     def execute(self, job: SeparationJob, chunks: list[tuple[int, int, list[int]]]) -> None:
@@ -348,9 +350,9 @@ def _ray_read(batch: dict[str, Any], size: int) -> dict[str, Any]:
 class _RayDetector:
     """Stage 2 (actor pool): p(foreground) grids for a whole chunk in one batch."""
 
-    def __init__(self, checkpoint: str, chunk_size: int) -> None:
+    def __init__(self, checkpoint: str, chunk_size: int, device: str = "auto") -> None:
         _init_worker()
-        self.detector = _load_detector(checkpoint)
+        self.detector = _load_detector(checkpoint, device)
         self.chunk_size = chunk_size
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -417,7 +419,7 @@ class RayEngine(Engine):
             # An actor holds its checkpoint; it reserves no CPU because inference is a small share of
             # the work and the separation tasks should keep every core busy.
             actors = max(1, min(len(manifest), math.ceil(cpus / 8)))
-            ds = ds.map_batches(_RayDetector, batch_size=1, fn_constructor_args=(str(job.detector), job.chunk_size),
+            ds = ds.map_batches(_RayDetector, batch_size=1, fn_constructor_args=(str(job.detector), job.chunk_size, job.device),
                                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_cpus=0)
         ds = ds.flat_map(_ray_explode)
         ds = ds.map_batches(_ray_separate, batch_size=TASK_SIZE,

@@ -4,6 +4,14 @@ Images enter as NHWC uint8 arrays and become NCHW float tensors (channels-last m
 is about 1.5x faster for convolutions on CPU) inside the loop. A *batch source* yields the training
 batches of one epoch; ERM's source shuffles and flips, AutoBackSwap's composes new images. All
 randomness comes from an explicit ``torch.Generator``.
+
+``TrainConfig.device`` says where to train (:func:`~autobackswap.runtime.resolve_device`; ``auto`` picks
+a GPU when there is one). On a GPU the sources send uint8 batches from pinned memory and build the
+float batch (and the composites) there; ``amp`` (default: on for CUDA) runs the forward pass under
+autocast (bf16, or fp16 with a ``GradScaler``). On the CPU nothing changes: the same seed gives the
+same model, run after run. The optimiser (``OPTIMIZERS``: ``adamw``, ``sgd``), the learning-rate
+schedule (``LR_SCHEDULES``: ``cosine`` with warmup, ``constant``), label smoothing, class-weighted cross
+entropy and gradient clipping are options, so the paper's recipe can be written down.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ from tqdm.auto import tqdm
 from .. import runtime, seeding
 from ..errors import DataError, NotFittedError
 from ..io import atomic_open
-from ..runtime import is_main
+from ..registry import Registry
+from ..runtime import Precision, is_main
 from ..tensors import to_tensor
 from .augment import Augment, build_augment
 from .models import create_model
@@ -53,18 +62,121 @@ class TrainConfig:
     seed: int = 0
     model_weights: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Where and how fast (execution only: they do not enter a run's key, see experiment.EXECUTION_TRAIN_FIELDS)
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps (runtime.resolve_device); auto picks a GPU when there is one
+    amp: bool | None = None  # mixed precision; None: on for CUDA (bf16, else fp16 + GradScaler), off on the CPU
+    # The paper's training settings (the waterbirds-paper recipe); the defaults are the built-in ones
+    optimizer: str = "adamw"  # OPTIMIZERS: adamw, sgd (with momentum)
+    momentum: float = 0.9  # sgd only
+    lr_schedule: str = "cosine"  # LR_SCHEDULES: cosine (linear warmup over warmup_epochs, then cosine decay), constant
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    class_weighted: bool = False  # cross entropy weighted per class by max(count) / count (class_weights)
+    grad_clip: float = 0.0  # > 0: clip the gradient norm to this before every step
 
     def __post_init__(self) -> None:
         build_augment(self.augment)  # an unknown name fails here, before any training
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema}: the moving-average decay must be in [0, 1)")
+        self.device = runtime.check_device_spec(self.device)
+        OPTIMIZERS.get(self.optimizer)  # KeyError listing the valid names
+        LR_SCHEDULES.get(self.lr_schedule)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing}: must be in [0, 1)")
+        if self.grad_clip < 0 or self.momentum < 0:
+            raise ValueError(f"grad_clip={self.grad_clip}, momentum={self.momentum}: must be >= 0")
 
 
+OPTIMIZERS: Registry[Callable[[Any, TrainConfig], torch.optim.Optimizer]] = Registry("optimizer")
+LR_SCHEDULES: Registry[Callable[[int, int, int, float], float]] = Registry("learning-rate schedule")
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (the default), with ``lr`` and ``weight_decay``."""
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with ``momentum`` and (coupled, L2) ``weight_decay``, as the reference trains ResNet-50."""
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def class_weights(labels: torch.Tensor | np.ndarray, num_classes: int) -> torch.Tensor:
+    """Per-class loss weights ``max(count) / count``: the largest class weighs 1, a class half its size 2,
+    an absent class 0. On two classes this is the reference's ``[1, n_neg / n_pos]`` when class 0 is the
+    larger (Waterbirds' landbirds)."""
+    counts = torch.bincount(torch.as_tensor(labels, dtype=torch.long).reshape(-1), minlength=num_classes).double()
+    weights = counts.max() / counts.clamp_min(1.0)
+    weights[counts == 0] = 0.0
+    return weights.float()
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_loss(cfg: TrainConfig, labels: torch.Tensor | np.ndarray | None, num_classes: int) -> LossFn | None:
+    """The training loss of ``cfg``: None (plain ``F.cross_entropy``) by default; with label smoothing or
+    class weights, the per-sample cross entropy (weighted by the target's class) averaged over the
+    batch, as the reference computes it (``reduction="none"``, then the mean)."""
+    if not cfg.class_weighted and cfg.label_smoothing == 0.0:
+        return None
+    weight = None
+    if cfg.class_weighted:
+        if labels is None:
+            raise ValueError("class_weighted: this method's batch source does not expose its training labels")
+        weight = class_weights(labels, num_classes)
+    smoothing = cfg.label_smoothing
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        w = None if weight is None else weight.to(logits.device)
+        return F.cross_entropy(logits, y, weight=w, label_smoothing=smoothing, reduction="none").mean()
+
+    return loss
+
+
+@LR_SCHEDULES.register("cosine")
 def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@LR_SCHEDULES.register("constant")
+def constant_lr(step: int, total: int, warmup: int, base: float) -> float:
+    """``base`` at every step, no warmup (the reference's SGD for ResNet-50 has no scheduler)."""
+    return base
+
+
+@dataclass
+class StepRunner:
+    """How one optimisation step runs: the device, the precision (autocast dtype and loss scaling) and
+    gradient clipping. ``StepRunner()`` is a plain float32 step on the CPU."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: Precision = field(default_factory=Precision)
+    grad_clip: float = 0.0
+    scaler: Any = None
+
+    def __post_init__(self) -> None:
+        if self.precision.scaler and self.scaler is None:
+            self.scaler = torch.amp.GradScaler(self.device.type)
+
+    def step(self, model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        if self.grad_clip > 0:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
 
 def train_one_epoch(
@@ -79,31 +191,31 @@ def train_one_epoch(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     augment: Augment | None = None,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
+    runner: StepRunner | None = None,
 ) -> tuple[float, int]:
     model.train()
     warmup = int(cfg.warmup_epochs * math.ceil(len(source) / cfg.batch_size))
-    total_loss, count = 0.0, 0
-    device = next(model.parameters()).device
+    runner = runner or StepRunner(next(model.parameters()).device)
+    schedule = LR_SCHEDULES.get(cfg.lr_schedule)
+    losses: list[tuple[torch.Tensor, int]] = []  # summed at the end: no device sync per step
     bar = tqdm(source.batches(epoch, cfg.batch_size, generator), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                total=math.ceil(len(source) / cfg.batch_size), leave=False, disable=not is_main())
     for x, y in bar:
+        x, y = runtime.to_device(x, runner.device), runtime.to_device(y, runner.device)
         if augment is not None:
             x = augment(x, generator)
-        if device.type != "cpu":
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, total_steps, warmup, cfg.lr)
-        logits = model(x)
-        loss = loss_fn(logits, y) if loss_fn else F.cross_entropy(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            group["lr"] = schedule(step, total_steps, warmup, cfg.lr)
+        with runtime.autocast(runner.device, runner.precision):
+            logits = model(x)
+            loss = loss_fn(logits, y) if loss_fn else F.cross_entropy(logits, y)
+        runner.step(model, optimizer, loss)
         if ema is not None:
             ema.update_parameters(model)
         step += 1
-        total_loss += float(loss.detach()) * len(y)
-        count += len(y)
-    return total_loss / max(count, 1), step
+        losses.append((loss.detach(), len(y)))
+    total_loss = sum(float(value) * n for value, n in losses)
+    return total_loss / max(sum(n for _, n in losses), 1), step
 
 
 @torch.no_grad()
@@ -111,7 +223,8 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 512) 
     """Logits for NHWC uint8 images (eval mode)."""
     model.eval()
     device = next(model.parameters()).device
-    out = [model(to_tensor(images[i : i + batch_size]).to(device)).cpu() for i in range(0, len(images), batch_size)]
+    out = [model(to_tensor(runtime.to_device(torch.as_tensor(images[i : i + batch_size]), device))).cpu()
+           for i in range(0, len(images), batch_size)]  # uint8 to the device, floats made there
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -128,6 +241,8 @@ class FitResult:
     train_seconds: float
     epoch_seconds: list[float]
     distributed: dict[str, Any] = field(default_factory=dict)  # world size, samples per rank, replicas in sync
+    device: str = "cpu"  # where it trained
+    precision: str = "fp32"  # fp32, bf16 or fp16 (runtime.Precision.name)
 
 
 def fit(
@@ -139,24 +254,36 @@ def fit(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     model: nn.Module | None = None,
 ) -> FitResult:
-    """Train with AdamW + warmup/cosine decay; keep the epoch with the best average val accuracy.
+    """Train with ``cfg.optimizer`` (AdamW + warmup/cosine decay by default); keep the epoch with the best
+    average val accuracy.
 
     Model selection uses average validation accuracy only: no group labels are needed. With
     ``cfg.ema > 0`` an exponential moving average of the weights (BatchNorm statistics included) is
-    what is scored, selected and returned. ``cfg.augment`` transforms every training batch.
+    what is scored, selected and returned. ``cfg.augment`` transforms every training batch. The loss is
+    ``loss_fn`` when a method brings its own, else cross entropy with ``cfg``'s label smoothing and
+    class weights (:func:`make_loss`). Training runs on ``cfg.device`` (:func:`training_device`); the
+    returned model is on the CPU.
 
     Under torchrun (:mod:`autobackswap.runtime`), every rank trains a DDP replica on its shard of each
     global batch; ``generator`` then orders the epoch (the same on every rank) and a per-rank
     generator drives augmentation and composition.
     """
     info = runtime.current()
+    device = training_device(cfg, info)
     generator = seeding.generator(cfg.seed, "classifier_train")
+    labels = getattr(source, "labels", None)
     if info.enabled:
         source = ShardedSource(source, info, order_generator=generator)
         generator = runtime.rank_generator(cfg.seed, info.rank)
-    model = prepare_model(model, cfg, num_classes, info.device)
+    source = move_source(source, device)
+    model = prepare_model(model, cfg, num_classes, str(device))
     train_model = runtime.wrap_model(model, info)  # the model itself when there is one process
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = OPTIMIZERS.get(cfg.optimizer)(model.parameters(), cfg)
+    if loss_fn is None:
+        loss_fn = make_loss(cfg, labels, num_classes)
+    elif cfg.class_weighted or cfg.label_smoothing:
+        log.warning("this method trains with its own loss: class_weighted and label_smoothing do not apply")
+    runner = StepRunner(device, runtime.resolve_amp(cfg.amp, device), cfg.grad_clip)
     augment = build_augment(cfg.augment)
     ema = None
     if cfg.ema > 0:
@@ -172,7 +299,7 @@ def fit(
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         loss, step = train_one_epoch(train_model, source, optimizer, epoch, cfg, generator, step, total_steps, loss_fn,
-                                     augment, ema)
+                                     augment, ema, runner)
         epoch_seconds.append(time.perf_counter() - t0)
         if info.enabled:
             loss = runtime.all_reduce_mean(loss)
@@ -187,12 +314,26 @@ def fit(
             best_state = copy.deepcopy(scored.state_dict())
     model.load_state_dict(best_state)
     model.eval()
-    result = FitResult(model, history, best_epoch, time.perf_counter() - start, epoch_seconds)
+    result = FitResult(model, history, best_epoch, time.perf_counter() - start, epoch_seconds,
+                       device=str(device), precision=runner.precision.name)
     if info.enabled:
         result.distributed = distributed_summary(model, source, info)
-    if info.device != "cpu":
+    if device.type != "cpu":
         model.to("cpu")
+        move_source(source, torch.device("cpu"))
     return result
+
+
+def training_device(cfg: TrainConfig, info: runtime.DistInfo) -> torch.device:
+    """Under torchrun each rank's own device (``info.device``); else ``cfg.device`` resolved."""
+    return torch.device(info.device) if info.enabled else runtime.resolve_device(cfg.device)
+
+
+def move_source(source: BatchSource, device: torch.device) -> BatchSource:
+    """Make ``source`` build its batches on ``device`` (a source without ``to`` builds them on the CPU and
+    the loop copies them)."""
+    to = getattr(source, "to", None)
+    return to(device) if callable(to) else source
 
 
 def prepare_model(model: nn.Module | None, cfg: TrainConfig, num_classes: int, device: str) -> nn.Module:
