@@ -73,7 +73,7 @@ class ExperimentConfig:
     diagnostics_same: str = "majority"  # mixed_same donors: "majority" (usual background) or "class"
     report: bool = True  # write RUN/report.html and RUN/report.md
     also_test: dict[str, str] = field(default_factory=dict)  # name -> another dataset whose test split is also scored
-    no_minority: bool = False  # drop train and val images outside each class's majority place (the paper's setting)
+    drop_minority: bool = False  # drop train and val images outside each class's majority place (the paper's setting)
     eval_crop: float = 1.0  # < 1: val/test resized to image_size / eval_crop, centre image_size kept (0.875: 256 -> 224)
     recipe: dict[str, Any] = field(default_factory=dict)  # the recipe these settings came from (settings.resolve)
 
@@ -101,8 +101,8 @@ def train_settings(train: TrainConfig) -> dict[str, Any]:
 
 
 def experiment_data(cfg: ExperimentConfig, run_dir: str | Path, stream: bool = False) -> ExperimentData:
-    """The splits ``cfg`` works on (its image size, ``no_minority`` and ``eval_crop``)."""
-    return load_experiment_data(cfg.data, cfg.image_size, run_dir, stream=stream, no_minority=cfg.no_minority,
+    """The splits ``cfg`` works on (its image size, ``drop_minority`` and ``eval_crop``)."""
+    return load_experiment_data(cfg.data, cfg.image_size, run_dir, stream=stream, drop_minority=cfg.drop_minority,
                                 eval_crop=cfg.eval_crop)
 
 

@@ -4,7 +4,7 @@
 :class:`~autobackswap.data.stream.DiskArray` image caches under ``RUN/cache/`` so memory does not
 grow with the dataset. Labels are class *indices* into the training classes.
 
-Two options give the reference's Waterbirds setting: ``no_minority`` keeps only the majority groups
+Two options give the reference's Waterbirds setting: ``drop_minority`` keeps only the majority groups
 (each class's most frequent place in train) in the train and val splits, so no training or
 validation image breaks the correlation; ``eval_crop`` < 1 resizes val and test images to
 ``image_size / eval_crop`` and keeps the centre ``image_size`` square (the reference's 256 -> 224).
@@ -120,15 +120,15 @@ def load_split(dataset: ImageDataset, name: str, image_size: int, classes: list[
 
 
 def load_experiment_data(data_dir: str | Path, image_size: int, run_dir: str | Path, stream: bool = False,
-                         no_minority: bool = False, eval_crop: float = 1.0) -> ExperimentData:
+                         drop_minority: bool = False, eval_crop: float = 1.0) -> ExperimentData:
     """The three splits of the dataset at ``data_dir``; ``stream`` keeps every split's images on disk.
 
-    ``no_minority`` drops the train and val images outside each class's most frequent place in train;
+    ``drop_minority`` drops the train and val images outside each class's most frequent place in train;
     ``eval_crop`` < 1 centre-crops val and test (see the module docstring)."""
     dataset = read_dataset(data_dir)
     cache = Path(run_dir) / "cache" if stream else None
     keep = None
-    if no_minority:
+    if drop_minority:
         train_records = dataset.split("train")
         keep = majority_groups(group_counts([r.y for r in train_records], [r.place for r in train_records]))
     train = load_split(dataset, "train", image_size, cache_dir=cache, keep=keep)
