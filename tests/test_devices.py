@@ -1,0 +1,163 @@
+"""Devices and mixed precision: one resolver, one clear error per unavailable device, AMP by device,
+composition parameters that move to the device, and the same seed giving the same run on the CPU."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from autobackswap import runtime
+from autobackswap.cli import main
+from autobackswap.compose.functional import JitterConfig, sample_params
+from autobackswap.detect.detector import DetectorConfig
+from autobackswap.errors import AutoBackSwapError
+from autobackswap.runtime import Precision, check_device_spec, resolve_amp, resolve_device
+from autobackswap.train.loop import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+@pytest.fixture
+def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without CUDA or MPS, whatever this one has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(runtime, "mps_available", lambda: False)
+
+
+@pytest.fixture
+def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+
+@pytest.mark.parametrize("spec, normal", [("auto", "auto"), (" CPU ", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1"),
+                                          ("mps", "mps")])
+def test_device_specs_are_normalised(spec: str, normal: str) -> None:
+    assert check_device_spec(spec) == normal
+
+
+@pytest.mark.parametrize("spec", ["gpu", "cuda:", "cuda:x", "cpu:0", "tpu", ""])
+def test_an_unknown_device_spec_is_one_clear_error(spec: str) -> None:
+    with pytest.raises(ValueError, match=r"expected one of auto, cpu, cuda, cuda:N, mps"):
+        check_device_spec(spec)
+    with pytest.raises(ValueError, match="expected one of"):
+        TrainConfig(device=spec)
+    with pytest.raises(ValueError, match="expected one of"):
+        DetectorConfig(device=spec)
+
+
+@pytest.mark.usefixtures("no_gpu")
+def test_auto_is_the_cpu_without_a_gpu() -> None:
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.usefixtures("two_gpus")
+def test_auto_picks_the_gpu_and_cuda_n_picks_that_one() -> None:
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(AutoBackSwapError, match=r"^device 'cuda:2': this machine has 2 CUDA devices \(cuda:0 to cuda:1\)$"):
+        resolve_device("cuda:2")
+
+
+@pytest.mark.usefixtures("no_gpu")
+@pytest.mark.parametrize("spec, message", [("cuda", "device 'cuda': no CUDA GPU is available"),
+                                           ("cuda:0", "device 'cuda:0': no CUDA GPU is available"),
+                                           ("mps", "device 'mps': Apple's MPS backend is not available")])
+def test_an_unavailable_device_is_one_clear_error(spec: str, message: str) -> None:
+    with pytest.raises(AutoBackSwapError, match=re.escape(message)) as info:
+        resolve_device(spec)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("amp, device, bf16, expected", [
+    (None, "cpu", None, Precision()),  # automatic: off on the CPU
+    (None, "mps", None, Precision()),
+    (None, "cuda", True, Precision(torch.bfloat16)),  # automatic: on for CUDA, bf16 where supported
+    (None, "cuda", False, Precision(torch.float16, scaler=True)),  # else fp16 with loss scaling
+    (False, "cuda", True, Precision()),
+    (True, "cuda", False, Precision(torch.float16, scaler=True)),
+    (True, "cpu", None, Precision(torch.bfloat16)),  # asked for on the CPU: bf16 autocast, no scaler
+])
+def test_amp_resolution(amp: bool | None, device: str, bf16: bool | None, expected: Precision) -> None:
+    assert resolve_amp(amp, torch.device(device), bf16_supported=bf16) == expected
+
+
+def test_precision_names() -> None:
+    assert [Precision().name, Precision(torch.bfloat16).name, Precision(torch.float16, True).name] == ["fp32", "bf16", "fp16"]
+
+
+def test_to_device_on_the_cpu_is_the_same_tensor() -> None:
+    x = torch.arange(6)
+    assert runtime.to_device(x, torch.device("cpu")) is x
+
+
+def test_swap_params_move_their_numbers_and_keep_their_indices_on_the_cpu() -> None:
+    """Jitter goes to the device; which images swap and which backgrounds they get stay on the CPU (they
+    index the banks and decide control flow without a device sync)."""
+    donors = [torch.tensor([0, 1]), torch.tensor([2, 3])]
+    params = sample_params(4, donors, JitterConfig(), 1.0, torch.Generator().manual_seed(0),
+                           shuffle_bg_channels=True, distractor=1.0)
+    assert params.to(torch.device("cpu")) is params
+    moved = params.to(torch.device("meta"))
+    assert {moved.scale.device.type, moved.angle.device.type, moved.shift.device.type} == {"meta"}
+    assert moved.bg_channels is not None and moved.bg_channels.device.type == "meta"
+    assert moved.distractor is not None and moved.distractor.scale.device.type == "meta"
+    assert moved.swap is params.swap and moved.bg_index is params.bg_index
+    assert moved.distractor.index is params.distractor.index  # type: ignore[union-attr]
+
+
+@pytest.mark.usefixtures("no_gpu")
+def test_cli_device_errors_are_one_line(tiny_synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", str(tiny_synthetic), "--out", str(tmp_path / "run"), "--image-size", "32", "--epochs", "1",
+                 "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("autobackswap train: error: device 'cuda': no CUDA GPU is available")
+    assert err.count("\n") == 1
+    code = main(["fit-detector", str(tiny_synthetic), "--out", str(tmp_path / "det"), "--device", "gpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "device 'gpu': expected one of auto, cpu, cuda, cuda:N, mps" in err and err.count("\n") == 1
+
+
+def _comparable(value: Any, run: str) -> Any:
+    """``results.json`` without timings, with the run folder's path replaced by a placeholder (the
+    separation folder's digest covers the detector's path, so it is replaced too)."""
+    if isinstance(value, dict):
+        return {k: _comparable(v, run) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [_comparable(v, run) for v in value]
+    if isinstance(value, str):
+        return re.sub(r"abs_[0-9a-f]+", "abs_<digest>", value.replace(run, "<RUN>"))
+    return value
+
+
+def test_two_cpu_runs_with_one_seed_give_the_same_results(tiny_synthetic: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """``--device cpu`` twice, into two run folders (so nothing is reused): identical results.json apart
+    from timings, composition and detector included."""
+    results = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        code = main(["experiment", str(tiny_synthetic), "--methods", "erm,oracle,autobackswap:detector_epochs=2",
+                     "--seeds", "3", "--image-size", "32", "--epochs", "2", "--device", "cpu", "--no-diagnostics",
+                     "--out", str(out)])
+        assert code == 0, capsys.readouterr().err
+        results.append(_comparable(json.loads((out / "results.json").read_text()), str(out)))
+    assert results[0] == results[1]
+    runs = results[0]["methods"]["oracle"]["runs"]  # the oracle composes swaps (ground-truth masks)
+    assert runs[0]["device"] == "cpu" and runs[0]["precision"] == "fp32"
+    assert results[0]["methods"]["autobackswap:detector_epochs=2"]["runs"][0]["patch_balanced_accuracy"] is not None
+    assert results[0]["config"]["train"]["device"] == "cpu"
+    assert results[0]["config"]["method_options"]["detector_device"] == "cpu"
+    history = [h["train_loss"] for h in runs[0]["history"]]
+    assert all(np.isfinite(history))
