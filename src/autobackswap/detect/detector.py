@@ -160,6 +160,7 @@ class Detector:
         n_hold = int(round(cfg.holdout * len(images))) if len(images) >= 10 else 0
         hold, train = order[:n_hold], order[n_hold:]
         device = runtime.resolve_device(cfg.device)
+        runtime.tune(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeding.int_seed(cfg.seed, "detector_init"))
             model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)

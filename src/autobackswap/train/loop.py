@@ -270,6 +270,7 @@ def fit(
     """
     info = runtime.current()
     device = training_device(cfg, info)
+    runtime.tune(device)
     generator = seeding.generator(cfg.seed, "classifier_train")
     labels = getattr(source, "labels", None)
     if info.enabled:
