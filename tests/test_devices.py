@@ -161,3 +161,50 @@ def test_two_cpu_runs_with_one_seed_give_the_same_results(tiny_synthetic: Path, 
     assert results[0]["config"]["method_options"]["detector_device"] == "cpu"
     history = [h["train_loss"] for h in runs[0]["history"]]
     assert all(np.isfinite(history))
+
+
+def test_the_labelling_assistant_trains_its_detector_on_the_device(tiny_synthetic: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from autobackswap.label import assist
+    from autobackswap.label.server import create_app
+
+    app = create_app(tiny_synthetic, tmp_path / "labels.sqlite", device="cpu")
+    assert app.state.labeller.assistant.config.device == "cpu"
+    seen: list[str] = []
+
+    class Spy(assist.Detector):  # type: ignore[misc]
+        def __init__(self, **params: Any) -> None:
+            seen.append(params["device"])
+            super().__init__(**params)
+
+    monkeypatch.setattr(assist, "Detector", Spy)
+    helper = assist.Assistant(app.state.labeller.assistant.records, app.state.labeller.store, 16,
+                              assist.AssistConfig(detector_params={"width": 4, "epochs": 1}, device="cpu"),
+                              images=np.zeros((len(app.state.labeller.assistant.records), 16, 16, 3), np.uint8))
+    grid = np.zeros((16, 16), bool)
+    grid[4:12, 4:12] = True
+    for record in helper.records[:2]:
+        app.state.labeller.store.put(record.img_filename, grid)
+    helper.fit_now()
+    assert seen == ["cpu"]
+
+
+@pytest.mark.usefixtures("no_gpu")
+def test_the_detector_runs_where_it_is_told_and_its_cache_ignores_the_device(tiny_synthetic: Path,
+                                                                             tmp_path: Path) -> None:
+    from autobackswap.data.splits import load_experiment_data
+    from autobackswap.detect.detector import Detector
+    from autobackswap.pipeline import PipelineConfig, fit_detector
+
+    data = load_experiment_data(tiny_synthetic, 32, tmp_path)
+    options = {"detector_epochs": 1, "detector_width": 4, "label_budget": 8}
+    det, info = fit_detector(data, PipelineConfig.from_options({**options, "detector_device": "cpu"}), 0, tmp_path)
+    again, info_auto = fit_detector(data, PipelineConfig.from_options(options), 0, tmp_path)
+    assert info_auto["detector"] == info["detector"]  # the same cache entry: where it ran is not what it is
+    assert again.config.device == "auto"
+    assert PipelineConfig.from_options({**options, "detector_device": "cuda"}).settings() == \
+        PipelineConfig.from_options(options).settings()  # nor does it enter a run's key
+    loaded = Detector.load(info["detector"], device="cpu")
+    assert np.array_equal(loaded.predict_proba(data.train.images[:4]), det.predict_proba(data.train.images[:4]))
+    with pytest.raises(AutoBackSwapError, match="no CUDA GPU is available"):
+        Detector.load(info["detector"], device="cuda")
