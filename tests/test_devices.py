@@ -15,10 +15,14 @@ import torch
 from autobackswap import runtime
 from autobackswap.cli import main
 from autobackswap.compose.functional import JitterConfig, sample_params
+from autobackswap.compose.swap import BackgroundSwap, SwapConfig
 from autobackswap.detect.detector import DetectorConfig
 from autobackswap.errors import AutoBackSwapError
+from autobackswap.methods.erm_aug import AugmentedSource
 from autobackswap.runtime import Precision, check_device_spec, resolve_amp, resolve_device
+from autobackswap.train.augment import build_augment
 from autobackswap.train.loop import TrainConfig
+from autobackswap.train.sources import ArraySource, SwapSource
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -114,6 +118,38 @@ def test_swap_params_move_their_numbers_and_keep_their_indices_on_the_cpu() -> N
     assert moved.distractor is not None and moved.distractor.scale.device.type == "meta"
     assert moved.swap is params.swap and moved.bg_index is params.bg_index
     assert moved.distractor.index is params.distractor.index  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("config", [SwapConfig(), SwapConfig(p=0.5, bg_shuffle=True, distractor=0.5, bg_only=0.5)])
+def test_sources_build_their_batches_on_their_device(config: SwapConfig) -> None:
+    """The meta device stands in for a GPU: any op that mixes it with a CPU tensor fails there. Composites
+    (partial swaps, shuffled channels, distractors, extra backgrounds), flips, ERM batches, the batch
+    augmentations and erm_aug's MixUp / CutMix all come out on the device; targets stay on the CPU (the
+    loop copies them)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 16, 16, 3), dtype=np.uint8)
+    fg = np.zeros((8, 16, 16, 4), np.uint8)
+    fg[:, 4:12, 4:12] = 200
+    labels = np.arange(8) % 2
+    swap = BackgroundSwap(fg, rng.integers(0, 255, (8, 16, 16, 3), dtype=np.uint8), labels, config)
+    meta = torch.device("meta")
+    x, y = SwapSource(images, labels, swap).to(meta).batch(torch.arange(8), torch.Generator().manual_seed(0))
+    assert x.device == meta and y.device.type == "cpu" and len(x) == 8 + round(8 * config.bg_only)
+    x, y = ArraySource(images, labels).to(meta).batch(torch.arange(8), torch.Generator().manual_seed(0))
+    assert x.device == meta and x.shape == (8, 3, 16, 16)
+    augment = build_augment("crop+color+resized_crop")
+    assert augment is not None and augment(x, torch.Generator().manual_seed(0)).device == meta
+    mixed = AugmentedSource(images, labels, 2, ("crop", "mixup", "cutmix")).to(meta)
+    assert {b[0].device for b in mixed.batches(0, 4, torch.Generator().manual_seed(0))} == {meta}
+
+
+def test_a_source_on_the_cpu_builds_the_same_batches() -> None:
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(6) % 2
+    a = ArraySource(images, labels).batch(torch.arange(6), torch.Generator().manual_seed(4))[0]
+    b = ArraySource(images, labels).to(torch.device("cpu")).batch(torch.arange(6), torch.Generator().manual_seed(4))[0]
+    assert torch.equal(a, b)
 
 
 @pytest.mark.usefixtures("no_gpu")

@@ -41,7 +41,7 @@ def run_demo(out: str | Path, n_train: int = 2000, n_val: int = 400, n_test: int
         cfg = ExperimentConfig(data=str(data_dir), methods=DEMO_METHODS, seeds=seeds or [0], image_size=image_size,
                                train=TrainConfig(epochs=epochs))
     else:
-        cfg = replace(settings, data=str(data_dir), methods=list(DEMO_METHODS))
+        cfg = replace(settings, data=str(data_dir), methods=list(DEMO_METHODS), label_budgets=[])
     results = run_experiment(cfg, out)
     sheet = results["methods"]["autobackswap"]["runs"][0].get("contact_sheet")
     if sheet:

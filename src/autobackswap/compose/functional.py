@@ -193,10 +193,9 @@ def warp_foreground(fg: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor, 
 
 def paste_distractors(backgrounds: torch.Tensor, distractors: torch.Tensor, d: Distractor) -> torch.Tensor:
     """``backgrounds`` with each present distractor cut-out (N, 4, H, W) composited on it."""
-    has = d.present
-    if not bool(has.any()):
+    if not bool(d.present.any()):
         return backgrounds
-    has = has.to(backgrounds.device)
+    has = torch.nonzero(d.present).flatten().to(backgrounds.device)  # rows found on the CPU: no device sync
     out = backgrounds.clone()
     warped = warp_foreground(distractors[has], d.scale[has], d.angle[has], d.shift[has], alpha_centroids(distractors[has]))
     out[has] = composite(warped, backgrounds[has]).to(out.dtype)
@@ -223,7 +222,7 @@ def apply_params(images: torch.Tensor, fg: torch.Tensor, backgrounds: torch.Tens
         return composite(warp_foreground(fg, params.scale, params.angle, params.shift, c), backgrounds)
     out = images.clone()
     if sel.any():
-        sel = sel.to(images.device)
+        sel = torch.nonzero(sel).flatten().to(images.device)  # the swapped rows, found on the CPU
         c = alpha_centroids(fg[sel]) if centre is None else centre[sel]
         warped = warp_foreground(fg[sel], params.scale[sel], params.angle[sel], params.shift[sel], c)
         out[sel] = composite(warped, backgrounds[sel]).to(out.dtype)

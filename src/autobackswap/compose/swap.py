@@ -126,9 +126,10 @@ class BackgroundSwap:
         distractors = None
         if params.distractor is not None:
             distractors = self._rows(self.fg, params.distractor.index.clamp_min(0), device)
-        images = to_device(images, device)
-        if images.dtype == torch.uint8 and not bool(params.swap.all()):
-            images = images.float().div_(255.0)
+        if not bool(params.swap.all()):  # some originals are kept (when all are swapped, none is needed there)
+            images = to_device(images, device)
+            if images.dtype == torch.uint8:
+                images = images.float().div_(255.0)
         return apply_params(images, fg, bg, params.to(device), distractors=distractors)
 
     def __call__(self, images: torch.Tensor, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -92,8 +92,8 @@ def maybe_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Flip each NCHW image horizontally with probability 0.5."""
     flip = torch.rand(x.shape[0], generator=generator) < 0.5
     if flip.any():
-        flip = flip.to(x.device)
-        x[flip] = x[flip].flip(-1)
+        rows = torch.nonzero(flip).flatten().to(x.device)  # indices made on the CPU: no device sync
+        x[rows] = x[rows].flip(-1)
     return x
 
 
