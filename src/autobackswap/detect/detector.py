@@ -160,11 +160,7 @@ class Detector:
         n_hold = int(round(cfg.holdout * len(images))) if len(images) >= 10 else 0
         hold, train = order[:n_hold], order[n_hold:]
         device = runtime.resolve_device(cfg.device)
-        runtime.tune(device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seeding.int_seed(cfg.seed, "detector_init"))
-            model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)
-        model = model.to(device)
+        model = self._new_model(device)
         x_all = _to_tensor(images)
         t_all = torch.from_numpy(grids.astype(np.float32))
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -216,6 +212,15 @@ class Detector:
         log.info("detector: %d labels, hold-out balanced patch accuracy %s, %.1fs", len(images),
                  f"{best[0]:.3f}" if n_hold else "n/a", self.fit_seconds_)
         return self
+
+    def _new_model(self, device: torch.device) -> torch.nn.Module:
+        """The backbone, initialised from the ``detector_init`` stream (the global RNG is restored), on ``device``."""
+        cfg = self.config
+        runtime.tune(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seeding.int_seed(cfg.seed, "detector_init"))
+            model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)
+        return model.to(device)
 
     @staticmethod
     @torch.no_grad()

@@ -280,16 +280,10 @@ def fit(
     model = prepare_model(model, cfg, num_classes, str(device))
     train_model = runtime.wrap_model(model, info)  # the model itself when there is one process
     optimizer = OPTIMIZERS.get(cfg.optimizer)(model.parameters(), cfg)
-    if loss_fn is None:
-        loss_fn = make_loss(cfg, labels, num_classes)
-    elif cfg.class_weighted or cfg.label_smoothing:
-        log.warning("this method trains with its own loss: class_weighted and label_smoothing do not apply")
+    loss_fn = training_loss(cfg, loss_fn, labels, num_classes)
     runner = StepRunner(device, runtime.resolve_amp(cfg.amp, device), cfg.grad_clip)
     augment = build_augment(cfg.augment)
-    ema = None
-    if cfg.ema > 0:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    ema = moving_average(model, cfg.ema)
     scored = model if ema is None else ema.module  # the weights validated, selected and returned
     total_steps = cfg.epochs * math.ceil(len(source) / cfg.batch_size)
     history: list[dict[str, float]] = []
@@ -302,11 +296,7 @@ def fit(
         loss, step = train_one_epoch(train_model, source, optimizer, epoch, cfg, generator, step, total_steps, loss_fn,
                                      augment, ema, runner)
         epoch_seconds.append(time.perf_counter() - t0)
-        if info.enabled:
-            loss = runtime.all_reduce_mean(loss)
-            runtime.sync_buffers(model)  # rank 0's BatchNorm statistics: identical selection everywhere
-            if ema is not None:
-                runtime.sync_buffers(scored)
+        loss = synchronise(loss, model, scored, info)
         val_acc = accuracy(scored, val_images, val_labels)
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_accuracy": val_acc})
         log.info("epoch %d/%d loss %.4f val_acc %.4f", epoch + 1, cfg.epochs, loss, val_acc)
@@ -323,6 +313,35 @@ def fit(
         model.to("cpu")
         move_source(source, torch.device("cpu"))
     return result
+
+
+def synchronise(loss: float, model: nn.Module, scored: nn.Module, info: runtime.DistInfo) -> float:
+    """Under torchrun: the loss averaged over ranks, and rank 0's BatchNorm statistics (of the model and of
+    the scored average) on every rank, so evaluation and model selection are identical everywhere."""
+    if not info.enabled:
+        return loss
+    loss = runtime.all_reduce_mean(loss)
+    runtime.sync_buffers(model)
+    if scored is not model:
+        runtime.sync_buffers(scored)
+    return loss
+
+
+def training_loss(cfg: TrainConfig, loss_fn: LossFn | None, labels: Any, num_classes: int) -> LossFn | None:
+    """A method's own loss, else :func:`make_loss` (None: plain cross entropy)."""
+    if loss_fn is None:
+        return make_loss(cfg, labels, num_classes)
+    if cfg.class_weighted or cfg.label_smoothing:
+        log.warning("this method trains with its own loss: class_weighted and label_smoothing do not apply")
+    return loss_fn
+
+
+def moving_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and buffers (None when ``decay`` is 0)."""
+    if decay <= 0:
+        return None
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def training_device(cfg: TrainConfig, info: runtime.DistInfo) -> torch.device:
