@@ -22,7 +22,7 @@ def synthetic(root: str | Path = "runs/bench/synthetic", n_train: int = 2000, n_
     return root
 
 
-# The pipeline defaults of the first release, with which some README figures were measured (their
+# The pipeline defaults of the first release, with which some figures in docs/results.md were measured (their
 # commands pass --v1-defaults): the telea fill and a narrower detector, 40 epochs with early stopping and
 # no copy-paste. The defaults changed after bench_inpainters.py and bench_detector.py on TuxBirds.
 V1_DEFAULTS = {"inpainter": "telea", "detector_width": 16, "detector_epochs": 40, "detector_paste": 0.0,
@@ -34,7 +34,7 @@ def add_pipeline_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--inpainter", default=None, help="inpainter (default: the library default)")
     ap.add_argument("--v1-defaults", action="store_true",
                     help="the first release's defaults (telea fill, detector width 16, 40 epochs, early stopping, "
-                         "no copy-paste), with which some README figures were measured")
+                         "no copy-paste), with which some figures in docs/results.md were measured")
 
 
 def pipeline_options(args: argparse.Namespace) -> dict[str, object]:

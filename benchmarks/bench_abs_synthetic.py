@@ -1,4 +1,4 @@
-"""Issue 3 targets on the synthetic benchmark (train correlation 1.0), mean over seeds.
+"""Targets on the synthetic benchmark (train correlation 1.0), mean over seeds.
 
     python benchmarks/bench_abs_synthetic.py            # 3 seeds, 2000 train images, 64 px, 10 epochs
 

@@ -1,7 +1,7 @@
 """Detector ablation: refined-mask IoU over the whole train split for detector settings, beside the
 ceiling of the refiner fed the ground-truth label grid (what a perfect detector would give).
 
-    python benchmarks/bench_detector.py                       # TuxBirds seen, the README table
+    python benchmarks/bench_detector.py                       # TuxBirds seen, the table in docs/results.md
     python benchmarks/bench_detector.py --data DIR --seeds 0  # any dataset with segmentations/
 
 Each variant is ``name=key:value,key:value`` over :class:`~autobackswap.detect.DetectorConfig`

@@ -1,4 +1,4 @@
-"""AutoBackSwap epoch time ÷ ERM epoch time, measured in one run (issue 3 target ≤ 1.2).
+"""AutoBackSwap epoch time ÷ ERM epoch time, measured in one run.
 
 Both sources feed the same model; epochs alternate ERM / swap so machine noise hits both alike.
 

@@ -1,4 +1,4 @@
-"""ERM training speed on the synthetic benchmark (issue 2 targets).
+"""ERM training speed on the synthetic benchmark.
 
 Prints two figures:
 

@@ -1,4 +1,4 @@
-"""Which inpainter should be the default? WGA against cost, on the synthetic benchmark (issue 3).
+"""Which inpainter should be the default? WGA against cost, on the synthetic benchmark.
 
     python benchmarks/bench_inpainters.py                 # every registered inpainter, seeds 0,1,2
     python benchmarks/bench_inpainters.py --seeds 0 --inpainters telea,gray,patchmatch

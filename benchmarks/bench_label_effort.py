@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_label_effort.py             # 200 images, K=20, equal effort = 30 manual images
     .venv/bin/python benchmarks/bench_label_effort.py --skip-wga  # the effort figures only
 
-Run it from the repository root (the synthetic data is cached under runs/bench/). About 1 h on 2 busy
-cores: 12 detector fits and 3 autobackswap trainings.
+Run it from the repository root (the synthetic data is cached under runs/bench/). The effort part
+(``--skip-wga``) took 30 min on one busy core (OMP_NUM_THREADS=1): 12 detector fits of 50-290 s each, the
+app's detector being the main one; the WGA part adds 3 autobackswap trainings.
 
 A simulated labeller paints each image of a label sequence until its grid equals the ground truth
 (``mask_to_grid(segmentation, 16, 0.25)`` on the synthetic benchmark: 2000 train images, 64 px,
@@ -15,9 +16,10 @@ the grid the app shows first and the ground truth. Also reported: a lower bound 
 Modes, exactly as `autobackswap label` behaves:
 
 * ``manual``: every image starts from an empty grid (random order).
-* ``assisted``: the same random order; once K images are labelled the detector (the app's settings:
-  ``Detector(width=16, epochs=40)``) is fitted and refitted on the app's schedule (K, then x1.5, at
-  least +5 labels), and each new image starts from its prediction ``p_fg >= 0.5``.
+* ``assisted``: the same random order; once K images are labelled the detector (the app's settings,
+  ``AssistConfig().detector_params``: the main detector's defaults, width 32, 100 epochs, copy-paste, no
+  early stopping) is fitted and refitted on the app's schedule (K, then x1.5, at least +5 labels), and each
+  new image starts from its prediction ``p_fg >= 0.5``.
 * ``active``: as ``assisted``, but after K images "label next" picks the unlabelled image the
   detector is least sure of (largest mean patch entropy).
 

@@ -1,4 +1,4 @@
-"""Bounded memory (issue 7): peak RSS of separation + a few AutoBackSwap training steps, streamed from
+"""Bounded memory: peak RSS of separation + a few AutoBackSwap training steps, streamed from
 disk (``--stream``), at two dataset sizes. Target: under 2 GB, and the same at both sizes (ratio ~1).
 
     python benchmarks/bench_memory.py                        # 5,000 and 20,000 train images at 64 px

@@ -1,4 +1,4 @@
-"""The full comparison table (issue 5) on the synthetic benchmark: every baseline next to AutoBackSwap.
+"""The full comparison table on the synthetic benchmark: every baseline next to AutoBackSwap.
 
 Train and val correlation 1.0 (no minority group anywhere but in the balanced test split), 64 px,
 mean ± std over seeds. Prints the Markdown results table, the background diagnostics, and every

@@ -1,4 +1,4 @@
-"""Build TuxBirds and print what it is made of (issue 6): speed, groups, held-out instances, cue strength.
+"""Build TuxBirds and print what it is made of: speed, groups, held-out instances, cue strength.
 
 Prints
 

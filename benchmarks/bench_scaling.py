@@ -1,4 +1,4 @@
-"""Separation scaling (issue 7): images/s with 1 vs 2 local workers, Ray vs local overhead on the same
+"""Separation scaling: images/s with 1 vs 2 local workers, Ray vs local overhead on the same
 job, per-image stage costs at 64 and 224 px, and an extrapolation on paper to ImageNet (1.28 M images
 at 224 px) on N machines.
 

@@ -1,4 +1,4 @@
-"""Separation quality and speed (issue 3): refined-mask pixel IoU against the ground truth for every
+"""Separation quality and speed: refined-mask pixel IoU against the ground truth for every
 refiner, and the wall time of separating the whole train split.
 
     python benchmarks/bench_separation.py     # 2000 train images at 64 px, 200 labels

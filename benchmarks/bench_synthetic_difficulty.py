@@ -1,4 +1,4 @@
-"""Is the synthetic benchmark hard for the right reason? (issue 2 targets)
+"""Is the synthetic benchmark hard for the right reason?
 
 For each seed, generates the default synthetic set (correlation 1.0: no minority group; 2000 / 400
 / 800 images at 64 px) with that seed and trains the default classifier twice with the same seed:

@@ -1,4 +1,4 @@
-"""TuxBirds results (issue 6): real photo cut-outs on real photos, ``seen`` and ``unseen`` test settings.
+"""TuxBirds results: real photo cut-outs on real photos, ``seen`` and ``unseen`` test settings.
 
     python benchmarks/bench_tuxbirds.py                          # 3 seeds, every method, both settings
     python benchmarks/bench_tuxbirds.py --seeds 0 --methods erm,autobackswap,oracle --epochs 10

@@ -186,6 +186,7 @@ def test_two_cpu_runs_with_one_seed_give_the_same_results(tiny_synthetic: Path, 
         out = tmp_path / name
         code = main(["experiment", str(tiny_synthetic), "--methods", "erm,oracle,autobackswap:detector_epochs=2",
                      "--seeds", "3", "--image-size", "32", "--epochs", "2", "--device", "cpu", "--no-diagnostics",
+                     "--allow-bad-separation",
                      "--out", str(out)])
         assert code == 0, capsys.readouterr().err
         results.append(_comparable(json.loads((out / "results.json").read_text()), str(out)))

@@ -25,10 +25,15 @@ SIZE = 32
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    """Every cache file (cut-outs, backgrounds, summary, config) by relative path."""
+    """Every cache file (cut-outs, backgrounds, summary, config) by relative path; the summary without
+    the confidence entries (a detector job has them, the precomputed-grid reference has none)."""
     names = [p for sub in ("fg", "bg") for p in sorted((folder / sub).iterdir())]
-    names += [folder / "summary.json", folder / "config.json"]
-    return {str(p.relative_to(folder)): p.read_bytes() for p in names}
+    names += [folder / "config.json"]
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in names}
+    summary = json.loads((folder / "summary.json").read_text())
+    files["summary.json"] = json.dumps({k: v for k, v in summary.items()
+                                        if k not in ("confidence_mean", "least_confident")}).encode()
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +79,9 @@ def test_local_pool_writes_the_same_files_as_separate(setup: dict[str, Any], tmp
     serial = tmp_path / "serial"
     run_job(job(setup, serial), "local", workers=1)  # in this process, images from the array
     assert tree(serial) == tree(setup["reference"])
+    assert (out / "confidence.csv").read_bytes() == (serial / "confidence.csv").read_bytes()
+    assert json.loads((out / "summary.json").read_text())["least_confident"] == \
+        json.loads((serial / "summary.json").read_text())["least_confident"]
 
 
 def test_oracle_job_matches_separate_with_segmentations(setup: dict[str, Any], tmp_path: Path) -> None:
@@ -99,6 +107,13 @@ def test_resume_skips_done_images_and_recomputes_partial_chunks_identically(setu
     run_job(job(setup, out, chunk=8), "local", workers=2)
     assert tree(out) == tree(setup["reference"])
     assert (out / "fg" / f"{30:06d}.png").stat().st_mtime_ns == stamp  # untouched
+    # the chunk done in the earlier run (24..31) is scored too: one confidence row per image, the same
+    # rows a fresh run writes
+    fresh = tmp_path / "fresh"
+    run_job(job(setup, fresh, chunk=8), "local", workers=1)
+    assert (out / "confidence.csv").read_bytes() == (fresh / "confidence.csv").read_bytes()
+    assert sorted(int(line.split(",")[0]) for line in (out / "confidence.csv").read_text().splitlines()[1:]) == \
+        list(range(40))
 
 
 def test_pack_banks_equals_load_banks_and_is_reused(setup: dict[str, Any]) -> None:
@@ -124,6 +139,9 @@ def test_ray_pipeline_writes_the_same_files_byte_for_byte(setup: dict[str, Any],
     assert sum(result.counts.values()) == 40
     assert tree(out) == tree(setup["reference"])
     assert (out / "fg" / f"{1:06d}.png").stat().st_mtime_ns == stamp
+    local = tmp_path / "local"
+    run_job(job(setup, local, chunk=16), "local", workers=1)
+    assert (out / "confidence.csv").read_bytes() == (local / "confidence.csv").read_bytes()
 
 
 def test_engine_registry_and_errors(setup: dict[str, Any], tmp_path: Path) -> None:

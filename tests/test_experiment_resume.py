@@ -101,7 +101,8 @@ def test_training_options_added_later_keep_earlier_run_keys(tiny_synthetic: Path
     before they existed are reused; set, each gives another key. The device never enters it."""
     from dataclasses import asdict, replace
 
-    from autobackswap.experiment import EXECUTION_TRAIN_FIELDS, LATER_TRAIN_FIELDS, run_key, train_settings
+    from autobackswap.experiment import run_key
+    from autobackswap.train.loop import EXECUTION_TRAIN_FIELDS, LATER_TRAIN_FIELDS, train_settings
 
     first_release = {k: v for k, v in asdict(TrainConfig()).items()
                      if k not in LATER_TRAIN_FIELDS and k not in EXECUTION_TRAIN_FIELDS}

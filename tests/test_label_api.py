@@ -21,8 +21,9 @@ from autobackswap.data.grid import grid_to_string, mask_to_grid
 from autobackswap.data.images import read_rgb
 from autobackswap.data.labelstore import LabelStore
 from autobackswap.data.layout import load_segmentations, read_dataset
+from autobackswap.detect.detector import Detector, DetectorConfig
 from autobackswap.label.assist import Assistant, AssistConfig, next_refresh, patch_entropy, uncertainty_order
-from autobackswap.label.server import create_app
+from autobackswap.label.server import colour_scale, create_app, pfg_image
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -63,11 +64,20 @@ def one(*cells: tuple[int, int]) -> str:
 def test_info_and_image_list(client: TestClient, tiny_synthetic: Path) -> None:
     info = client.get("/api/info").json()
     assert info["grid"] == G and info["budget"] == 10 and info["n_train"] == 40 and info["n_labelled"] == 0
+    assert info["target"] == 10  # the progress counter counts to the budget ...
     assert info["assist"]["version"] == 0 and info["assist"]["next_refresh_at"] == 4
     items = client.get("/api/images").json()["items"]
     train = read_dataset(tiny_synthetic).split("train")
     assert [i["img_filename"] for i in items] == [r.img_filename for r in train]
     assert client.get("/api/images?labelled=true").json()["items"] == []
+
+
+def test_progress_target_is_capped_by_the_train_split(tiny_synthetic: Path, tmp_path: Path) -> None:
+    """... or to the number of training images when the budget is larger (40 here, not 200)."""
+    app = create_app(tiny_synthetic, tmp_path / "labels.sqlite", grid=G, budget=200, assist=False)
+    with TestClient(app) as c:
+        info = c.get("/api/info").json()
+    assert info["budget"] == 200 and info["target"] == 40 and info["assist"] is None
 
 
 def test_image_is_served_by_index_as_png(client: TestClient, tiny_synthetic: Path) -> None:
@@ -243,7 +253,7 @@ def test_assist_trains_after_k_labels_prefills_and_orders(client: TestClient, gt
         assert r.status_code == 200, kind
         image = Image.open(io.BytesIO(r.content))
         assert image.size == (32, 32), kind
-        assert image.mode == {"cutout": "RGBA", "pfg": "L", "mask": "L"}.get(kind, "RGB"), kind
+        assert image.mode == {"cutout": "RGBA", "mask": "L"}.get(kind, "RGB"), kind
     assert client.get(f"/api/preview/{index}/secret.png").status_code == 404
 
 
@@ -286,6 +296,24 @@ def test_requests_during_a_fit_are_coalesced(tiny_synthetic: Path, tmp_path: Pat
     assert assistant.wait_idle(10)
     assert len(calls) == 2  # the first fit and one refit for the ten requests
     assistant.stop()
+
+
+def test_probability_maps_use_the_legend_colours() -> None:
+    """p(fg) maps are drawn on the colour scale the preview's legend shows (viridis: 0 dark purple, 1 yellow)."""
+    scale = colour_scale()
+    assert len(scale) == 11 and scale[0] == "#440154" and scale[-1] == "#fde725"
+    image = pfg_image(np.array([[0.0, 1.0], [0.5, 0.0]], np.float32), (4, 4))
+    assert image.shape == (4, 4, 3) and image.dtype == np.uint8
+    hexes = ["#" + "".join(f"{v:02x}" for v in image[r, c]) for r, c in ((0, 0), (0, 3), (3, 0), (1, 1))]
+    assert hexes == [scale[0], scale[-1], scale[5], scale[0]]  # nearest upsampling: one colour per patch
+
+
+def test_assistant_trains_the_main_detector() -> None:
+    """No early stopping and the main detector's settings (the small early-stopped one predicted a uniform
+    grid after 20 labels)."""
+    config = Detector(**AssistConfig().detector_params).config
+    assert config == DetectorConfig()
+    assert config.patience == 0 and config.epochs == 100 and config.paste == 1.0
 
 
 def test_refresh_schedule_entropy_and_order() -> None:

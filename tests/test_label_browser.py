@@ -10,17 +10,19 @@ import csv
 import io
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from autobackswap.data.grid import grid_to_string, mask_to_grid
 from autobackswap.data.layout import load_segmentations, read_dataset
 from autobackswap.label.assist import AssistConfig
-from autobackswap.label.server import LabelServer, create_app
+from autobackswap.label.server import LabelServer, colour_scale, create_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -199,3 +201,112 @@ def test_suggestions_label_next_and_preview_in_chromium(server: tuple[LabelServe
     page.screenshot(path=str(tmp_path / "preview_page.png"), full_page=True)
     shutil.copy(tmp_path / "preview_page.png", Path("/tmp") / "autobackswap_preview_page.png")
     assert io.BytesIO(shot.read_bytes()).getbuffer().nbytes > 1000
+
+
+# ----------------------------------------------------------------------------- issue 16: the app's controls
+def canvas_pixel(pg: Page, y: int, x: int, width: int = 32) -> list[int]:
+    """RGB of the board's canvas at the centre of pixel (y, x) of the ``width`` px wide image it shows."""
+    return pg.evaluate("""([y, x, w]) => {
+        const b = document.querySelector('#board');
+        const z = b.width / w;
+        return Array.from(b.getContext('2d').getImageData(Math.floor((x + 0.5) * z), Math.floor((y + 0.5) * z), 1, 1).data).slice(0, 3);
+    }""", [y, x, width])
+
+
+def test_no_assist_mode_counter_next_and_overlay_controls(tiny_synthetic: Path, tmp_path: Path, page: Page) -> None:
+    """--no-assist, a budget above the train split's size, saves that reach the server slowly."""
+    app = create_app(tiny_synthetic, tmp_path / "labels.sqlite", grid=G, budget=200, assist=False)
+    state = app.state.labeller
+    put_label = state.put_label
+
+    def slow_put(index: int, mask: str) -> Any:
+        time.sleep(1.5)  # a save still queued when "label next" is pressed
+        return put_label(index, mask)
+
+    state.put_label = slow_put
+    srv = LabelServer(app, "127.0.0.1", 0).start()
+    try:
+        page.goto(srv.url + "#/label/0")
+        page.wait_for_selector("#board[data-index='0']")
+        assert page.locator("#progress-text").inner_text() == "0 / 40"  # min(budget 200, 40 training images)
+        keys = page.locator("#key-next").inner_text()
+        assert "least sure" not in keys and "next unlabelled" in keys
+        assert "least sure" not in (page.locator("#btn-label-next").get_attribute("title") or "")
+
+        # label image 0, then "label next" twice before its save reached the server: 0 is never offered again
+        click_cell(page, 5, 5)
+        page.keyboard.press("n")
+        page.wait_for_selector("#board[data-index='1']", timeout=10_000)
+        page.keyboard.press("n")
+        page.wait_for_selector("#board[data-index='2']", timeout=10_000)
+        assert page.locator("#progress-text").inner_text() == "1 / 40"
+
+        # the overlay: default 40 % tint on a foreground patch; 0 % shows the image; 100 % the label colour
+        click_cell(page, 5, 5)
+        wait_saved(page)
+        image = np.asarray(Image.open(read_dataset(tiny_synthetic).split("train")[2].path).convert("RGB")).astype(int)
+        tinted = canvas_pixel(page, 10, 10)
+        assert np.abs(np.array(tinted) - (0.6 * image[10, 10] + 0.4 * np.array([255, 200, 0]))).max() <= 2
+        page.locator("#opacity").fill("0")
+        assert canvas_pixel(page, 10, 10) == image[10, 10].tolist()
+        assert page.locator("#opacity-text").inner_text() == "0%"
+        page.locator("#opacity").fill("100")
+        assert canvas_pixel(page, 10, 10) == [255, 200, 0]
+        assert np.abs(np.array(canvas_pixel(page, 0, 0)) - 0.45 * image[0, 0]).max() <= 2  # background dimmed
+        page.keyboard.press("v")  # the clean image, whatever the opacity
+        assert page.locator("#board").get_attribute("data-view") == "clean"
+        assert canvas_pixel(page, 10, 10) == image[10, 10].tolist()
+        assert canvas_pixel(page, 0, 0) == image[0, 0].tolist()
+        page.keyboard.press("v")
+        assert page.locator("#board").get_attribute("data-view") == "overlay"
+        assert canvas_pixel(page, 10, 10) == [255, 200, 0]
+    finally:
+        page.goto("about:blank")  # no poll may reach the stopped server
+        srv.stop()
+
+
+def test_preview_after_20_labels_is_not_uniform(tiny_synthetic: Path, tmp_path: Path, page: Page) -> None:
+    """The assistant's detector with its default settings (the main detector's) after 20 labels: the preview's
+    p(fg) maps separate the object from the background, on the colour scale of the legend. (The small,
+    early-stopped detector the app used before predicted one grey value everywhere.)"""
+    dataset = read_dataset(tiny_synthetic)
+    train = dataset.split("train")
+    gt = [grid_to_string(mask_to_grid(s, G, 0.25)) for s in load_segmentations(dataset, train, 32)]
+    app = create_app(tiny_synthetic, tmp_path / "labels.sqlite", grid=G, assist_config=AssistConfig(image_size=32))
+    state = app.state.labeller
+    for i in range(20):
+        state.store.put(train[i].img_filename, gt[i])
+    srv = LabelServer(app, "127.0.0.1", 0).start()  # a store with 20 labels gets its detector at start-up
+    try:
+        assert state.assistant.wait_idle(150) and state.assistant.state is not None
+        detector = state.assistant.state.detector
+        assert len(detector.history_) == 100  # no early stop
+        page.goto(srv.url + "#/preview")
+        page.wait_for_selector("#preview-table img >> nth=35")
+        page.wait_for_function("[...document.querySelectorAll('#preview-table img')].every(i => i.complete && i.naturalWidth === 32)",
+                               timeout=30_000)
+        assert page.locator("#pfg-legend").is_visible()
+        shot = tmp_path / "preview_20_labels.png"
+        page.screenshot(path=str(shot), full_page=True)
+        shutil.copy(shot, Path("/tmp") / "autobackswap_preview_20_labels.png")
+        boxes = [page.locator(f"#preview-table img[alt^='pfg of'] >> nth={k}").bounding_box() for k in range(6)]
+        legend = page.locator("#pfg-scale").bounding_box()
+    finally:
+        page.goto("about:blank")
+        srv.stop()
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    scale = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colour_scale()])
+
+    def probabilities(box: Any) -> np.ndarray:
+        """The screenshot's pixels inside ``box`` read back as p(fg) through the nearest legend colour."""
+        x, y, w, h = (int(round(box[k])) for k in ("x", "y", "width", "height"))
+        crop = pixels[y + 2 : y + h - 2, x + 2 : x + w - 2].reshape(-1, 3)
+        nearest = np.abs(crop[:, None, :] - scale[None]).sum(-1).argmin(1)
+        return nearest / (len(scale) - 1)
+
+    for box in boxes:
+        p = probabilities(box)
+        assert (p <= 0.2).mean() > 0.2 and (p >= 0.8).mean() > 0.02, np.bincount((p * 10).round().astype(int))
+        assert p.std() > 0.2  # not one grey (or one colour) everywhere
+    ramp = probabilities(legend)  # the legend runs from 0 to 1
+    assert ramp.min() == 0.0 and ramp.max() == 1.0

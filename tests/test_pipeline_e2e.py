@@ -62,10 +62,13 @@ def detector_run(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory)
     """``fit-detector`` then ``separate --detector`` (twice: the second run finds everything cached)."""
     run = tmp_path_factory.mktemp("pipeline") / "run"
     fit = run_quiet("fit-detector", tiny_synthetic, "--out", run, *SMALL, "--detector-epochs", "3")
-    sep = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL)
+    # three epochs make a poor detector: the health check would stop the run, so it is allowed here
+    sep = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL,
+                    "--allow-bad-separation")
     before = banks_mtimes(run)
     time.sleep(0.05)  # a rewrite would get a later modification time
-    again = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL)
+    again = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL,
+                      "--allow-bad-separation")
     return {"run": run, "fit": fit, "sep": sep, "again": again, "mtimes": (before, banks_mtimes(run))}
 
 
@@ -107,19 +110,58 @@ def test_separate_with_a_saved_detector(detector_run: dict[str, Any], tiny_synth
     assert len(list((sep_dir / "bg").glob("*.png"))) == N_TRAIN
     summary = json.loads((sep_dir / "summary.json").read_text())
     assert summary["counts"] == info["separation_counts"]
-    # contact sheet: 8 rows of image | grid | alpha | cut-out | background | 3 composites, 96 px tiles, 2 px gaps
+    # contact sheet: a 14 px title row + 2 px gap, then 8 rows of image | grid | alpha | cut-out | background |
+    # 3 composites, 96 px tiles, 2 px gaps
     sheet_path = Path(info["contact_sheet"])
     assert sheet_path == sep_dir / "contact_sheet.png" and sheet_path.is_file()
     with Image.open(sheet_path) as img:
         assert img.mode == "RGB"
         sheet = np.asarray(img)
-    assert sheet.shape == (8 * 98 - 2, 8 * 98 - 2, 3)
+    left = sheet.shape[1] - (8 * 98 - 2)  # row titles (image index and confidence) on the left
+    assert sheet.shape[0] == 16 + 8 * 98 - 2 and left > 0
+    assert (sheet[:14] < 128).any() and (sheet[14:16] == 255).all()  # titles drawn above the first row
     assert sheet.std() > 10  # not a blank picture
-    # the first tile is the first training image, upscaled 3x (nearest)
+    # row r's first tile is the r-th least confident training image, upscaled 3x (nearest)
     ds = read_dataset(tiny_synthetic)
-    with Image.open(ds.split("train")[0].path) as first:
-        tile = np.asarray(first.convert("RGB"))
-    assert np.array_equal(sheet[:96:3, :96:3], tile)
+    least = [int(line.split(",")[0]) for line in (sep_dir / "confidence.csv").read_text().splitlines()[1:9]]
+    for r, i in enumerate(least):
+        with Image.open(ds.split("train")[i].path) as img:
+            tile = np.asarray(img.convert("RGB"))
+        assert np.array_equal(sheet[16 + r * 98 : 16 + r * 98 + 96 : 3, left : left + 96 : 3], tile)
+
+
+def test_separate_writes_the_confidence_least_confident_first(detector_run: dict[str, Any]) -> None:
+    info = json_before(detector_run["sep"][1], "separation")
+    sep_dir = Path(info["separation"])
+    rows = [line.split(",") for line in (sep_dir / "confidence.csv").read_text().splitlines()]
+    assert rows[0] == ["index", "confidence", "certainty", "flip_agreement", "fg_area", "area_fit"]
+    index, conf = [int(r[0]) for r in rows[1:]], [float(r[1]) for r in rows[1:]]
+    assert sorted(index) == list(range(N_TRAIN)) and conf == sorted(conf)
+    for r in rows[1:]:  # the score is the product of its parts
+        assert float(r[1]) == pytest.approx(float(r[2]) * float(r[3]) * float(r[5]), abs=2e-6)
+    summary = json.loads((sep_dir / "summary.json").read_text())
+    assert [e["index"] for e in summary["least_confident"]] == index[:10]
+    assert [e["index"] for e in info["least_confident"]] == index[:5]
+
+
+def test_min_confidence_keeps_the_least_confident_images_as_originals(tiny_synthetic: Path, tmp_path: Path) -> None:
+    """A detector good enough to cut most images out; the images below the threshold are not swapped."""
+    from autobackswap.detect.confidence import confidence_by_index
+    from autobackswap.pipeline import run_separation
+
+    data = load_experiment_data(tiny_synthetic, 32, tmp_path / "run")
+    options = {"grid": 8, "label_budget": 20, "detector_epochs": 40, "detector_width": 16, "allow_bad_separation": True}
+    off = run_separation(data, PipelineConfig.from_options(options), 0)
+    assert "kept_original" not in off.info and int(off.swap.usable.sum()) >= 20  # most images are swappable
+    conf = confidence_by_index(Path(off.info["separation"]) / "confidence.csv", N_TRAIN)
+    threshold = float(np.median(conf[off.swap.usable.numpy()]))  # half of the swappable images fall below it
+    banks = run_separation(data, PipelineConfig.from_options({**options, "min_confidence": threshold}), 0)
+    assert banks.info["separation"] == off.info["separation"]  # the same cached separation
+    assert banks.info["kept_original"] == int((conf < threshold).sum())
+    below = torch.from_numpy(conf < threshold)
+    assert torch.equal(banks.swap.usable, off.swap.usable & ~below)
+    assert int((off.swap.usable & below).sum()) > 0  # some images that would be swapped are kept
+    assert banks.info["n_unswapped"] == N_TRAIN - int(banks.swap.usable.sum())
 
 
 def test_separate_rerun_reuses_the_cache(detector_run: dict[str, Any]) -> None:
@@ -127,21 +169,24 @@ def test_separate_rerun_reuses_the_cache(detector_run: dict[str, Any]) -> None:
     code, out, err = detector_run["again"]
     assert code == 0, err
     first, second = json_before(detector_run["sep"][1], "separation"), json_before(out, "separation")
-    assert first == second
+    assert second["separation_seconds"] >= 0  # reading the cache; the time is the one figure that differs
+    assert {**first, "separation_seconds": 0} == {**second, "separation_seconds": 0}
     before, after = detector_run["mtimes"]
     assert len(before) == 2 * N_TRAIN and after == before
 
 
 def test_detector_that_finds_no_foreground_is_counted_not_a_crash(detector_run: dict[str, Any],
                                                                    tiny_synthetic: Path) -> None:
-    """t_tight = 0: p_bg < 0 never holds, so no image has a foreground. Every image keeps its pixels,
-    is counted as no_fg, and the contact sheet is still written (it used to crash drawing composites)."""
+    """t_tight = 0: p_bg < 0 never holds, so no image has a foreground. With --allow-bad-separation every
+    image keeps its pixels, is counted as no_fg, and the contact sheet is still written (it used to crash
+    drawing composites); without it the health check stops the run (tests/test_fail_early.py)."""
     run = detector_run["run"]
     code, out, err = run_quiet("separate", tiny_synthetic, "--out", run, "--detector", run / "detector.pt", *SMALL,
-                               "--t-tight", "0", "--refine", "nearest")
+                               "--t-tight", "0", "--refine", "nearest", "--allow-bad-separation")
     assert code == 0, err
     info = json_before(out, "separation")
     assert info["separation_counts"] == {"ok": 0, "no_fg": N_TRAIN, "all_fg": 0}
+    assert info["separation_warning"].startswith(f"{N_TRAIN} of {N_TRAIN} training images (100%) would train unswapped")
     assert Path(info["contact_sheet"]).is_file()
 
 
@@ -153,7 +198,7 @@ def test_separate_oracle_cli(tiny_synthetic: Path, tmp_path: Path) -> None:
     assert info["mask_iou"] == 1.0
     assert Path(info["separation"]).name.startswith("oracle_")
     with Image.open(info["contact_sheet"]) as img:
-        assert img.size == (7 * 98 - 2, 8 * 98 - 2)  # no predicted-grid column for the oracle
+        assert img.size == (7 * 98 - 2, 16 + 8 * 98 - 2)  # no predicted-grid column for the oracle
 
 
 @pytest.fixture(scope="module")

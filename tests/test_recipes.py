@@ -15,6 +15,7 @@ from autobackswap.detect.model import BACKBONES
 from autobackswap.errors import AutoBackSwapError, DataError
 from autobackswap.evaluate.table import paper_caption, recipe_rows, results_rows
 from autobackswap.experiment import ExperimentConfig, run_key
+from autobackswap.methods.base import check_options
 from autobackswap.pipeline import PipelineConfig
 from autobackswap.recipes import RECIPE_DIR, load_recipe, recipe_names
 from autobackswap.settings import resolve, section_kinds
@@ -63,12 +64,31 @@ def test_a_flag_overrides_a_recipe_value(tmp_path: Path) -> None:
 
 
 def test_device_places_the_classifier_and_the_detector() -> None:
-    cfg = resolve("DATA", None, {"train": {"device": "cuda:1"}})
+    cfg = resolve("DATA", None, {"experiment": {"methods": ["erm", "autobackswap"]}, "train": {"device": "cuda:1"}})
     assert cfg.method_options["detector_device"] == "cuda:1"  # the detector follows the classifier
+    cfg = resolve("DATA", None, {"train": {"device": "cuda:1"}}, runs=["oracle"])  # runs: whose options to keep
+    assert cfg.method_options["detector_device"] == "cuda:1"
     cfg = resolve("DATA", None, {"train": {"device": "cuda"}, "pipeline": {"detector_device": "cpu"}})
     assert (cfg.train.device, cfg.method_options["detector_device"]) == ("cuda", "cpu")
     cfg = resolve("DATA", None, {"pipeline": {"detector_device": "cpu"}}, device="mps")  # --device sets both
     assert (cfg.train.device, cfg.method_options["detector_device"]) == ("mps", "mps")
+
+
+def test_recipe_and_device_options_no_listed_method_uses_are_left_out(tmp_path: Path) -> None:
+    """A recipe's pipeline settings and the device's detector placement reach only the methods that use
+    them, so ``--methods erm`` with a recipe or ``--device`` passes the fail-early check; an option the user
+    gave explicitly is kept, and the check still rejects it when no listed method uses it."""
+    path = tmp_path / "r.toml"
+    path.write_text('[experiment]\nmethods = ["erm", "autobackswap"]\n[pipeline]\ngrid = 8\ndetector_epochs = 3\n')
+    cfg = resolve("DATA", load_recipe(str(path)), device="cpu")
+    assert cfg.method_options == {"grid": 8, "detector_epochs": 3, "detector_device": "cpu"}
+    cfg = resolve("DATA", load_recipe(str(path)), {"experiment": {"methods": ["erm"]}}, device="cpu")
+    assert cfg.method_options == {}
+    check_options(cfg.methods, cfg.method_options, cfg.seeds)
+    cfg = resolve("DATA", None, {"experiment": {"methods": ["erm"]}, "pipeline": {"t_tight": 0.3}}, device="cpu")
+    assert cfg.method_options == {"t_tight": 0.3}
+    with pytest.raises(ValueError, match="option 't_tight' is used by none of the methods erm"):
+        check_options(cfg.methods, cfg.method_options, cfg.seeds)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -149,7 +169,7 @@ def test_the_paper_column_comes_from_the_recipe() -> None:
     assert paper_caption(results) == "paper: the paper"
     assert "paper WGA (%)" not in results_rows(results, "val")[0]
     plain = {"config": {}, "methods": {"erm": {"test": metrics}}}
-    assert results_rows(plain)[0][-2:] == ["train s", "note"] and paper_caption(plain) == ""
+    assert results_rows(plain)[0][-2:] == ["separation s", "note"] and paper_caption(plain) == ""
     caption, _, recipe_table = recipe_rows(results)
     assert caption == "recipe r (r.toml)" and recipe_table == [["train.epochs", "2", "flag (recipe: 50)"]]
 

@@ -16,11 +16,22 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from autobackswap.cli import main
-from autobackswap.evaluate.report import write_report
-from autobackswap.evaluate.results import label_efficiency
+from autobackswap.compose.sheets import separation_sheet, sheet_titles
+from autobackswap.detect.detector import Detector
+from autobackswap.evaluate import plots
+from autobackswap.evaluate.report import (
+    best_wga_rows,
+    render_html,
+    render_markdown_report,
+    silhouette_notes,
+    write_report,
+)
+from autobackswap.evaluate.results import finalize_entry, label_efficiency
 from autobackswap.evaluate.table import (
+    best_rows,
     diagnostics_rows,
     fmt,
     label_efficiency_rows,
@@ -119,6 +130,90 @@ def test_every_table_shows_mean_and_std(fake_run: tuple[Path, dict[str, Any]]) -
     assert [r[:3] for r in rows] == [["25", "25", "0.700 ± 0.030"], ["50", "50", "0.850 ± 0.030"]]
 
 
+def test_best_wga_is_highlighted_only_when_there_is_a_best() -> None:
+    assert best_rows([0.0, 0.0, 0.0]) == set()  # every method at 0.000: nothing to highlight
+    assert best_rows([0.4]) == set() and best_rows([None, 0.7]) == set()  # one method: no comparison
+    assert best_rows([0.1, 0.3, None, 0.3]) == {1, 3}  # a tie at the top: both
+    assert best_rows([0.5001, 0.5004, 0.2]) == {0, 1}  # equal as shown (3 decimals)
+    zero = {"methods": {"erm": {"test": _metrics(0.0, 0.0, 1)}, "groupdro": {"test": _metrics(0.0, 0.0, 1)},
+                        "oracle": {"test": _metrics(0.9, 0.0, 1)}}, "config": {"seeds": [0]}}
+    assert best_wga_rows(zero) == set()
+    html = render_html(zero, {}, [])
+    assert "num best" not in html and "No WGA is highlighted" in html
+    zero["methods"]["groupdro"]["test"] = _metrics(0.25, 0.0, 1)
+    assert best_wga_rows(zero) == {1}  # the oracle (0.9) is never the best
+    assert html.count("num best") == 0 and render_html(zero, {}, []).count("num best") == 1
+    assert "| groupdro |  | **0.250** |" in render_markdown_report(zero, {}, [])
+
+
+def test_detector_time_apart_from_the_classifier() -> None:
+    """train s is the classifier's time: the run's wall time less the detector fit it did and its separation."""
+    runs = [{"seed": 0, "train_seconds": 30.0, "detector_seconds": 12.0, "detector_reused": False,
+             "separation_seconds": 3.0, "test": _metrics(0.5, 0.0, 1), "val": _metrics(0.5, 0.0, 1)},
+            {"seed": 1, "train_seconds": 20.0, "detector_seconds": 14.0, "detector_reused": True,
+             "separation_seconds": 1.0, "test": _metrics(0.5, 0.0, 1), "val": _metrics(0.5, 0.0, 1)}]
+    entry: dict[str, Any] = {}
+    finalize_entry(entry, runs, {})
+    assert entry["train_seconds"] == 25.0  # the wall time, as before
+    assert entry["classifier_seconds"] == 17.0  # (30 - 12 - 3 + 20 - 0 - 1) / 2: a reused detector cost nothing here
+    assert entry["detector_seconds"] == 13.0 and entry["separation_seconds"] == 2.0 and entry["detector_reused"] is False
+    erm: dict[str, Any] = {}
+    finalize_entry(erm, [{"seed": 0, "train_seconds": 8.0, "test": _metrics(0.5, 0.0, 1), "val": _metrics(0.5, 0.0, 1)}], {})
+    header, rows = results_rows({"methods": {"autobackswap": entry, "erm": erm, "dfr": {"skipped": "no val groups"}}})
+    assert header[-4:] == ["train s", "detector s", "separation s", "note"]
+    assert [r[-4:-1] for r in rows] == [["17.0", "13.0", "2.0"], ["8.0", "-", "-"], ["-", "-", "-"]]
+    entry["detector_reused"] = True
+    assert results_rows({"methods": {"a": entry}})[1][0][-3] == "13.0 reused"
+
+
+def test_data_table_has_the_test_split_and_training_curves(fake_run: tuple[Path, dict[str, Any]]) -> None:
+    run, results = fake_run
+    for r, seed in zip(results["methods"]["erm"]["runs"], (0, 1), strict=True):
+        r["history"] = [{"epoch": e, "train_loss": 1.0 / e + seed, "val_accuracy": 0.5 + 0.1 * e} for e in (1, 2, 3)]
+        r["best_epoch"] = 3
+    html_path, md_path = write_report(run, results)
+    html = html_path.read_text()
+    rows = re.findall(r"<tr><td class=\"name\">(\w+)</td><td class=\"num\">(\d+)</td><td class=\"text\">([^<]*)</td>",
+                      html.split('id="groups-table"')[1])
+    assert [r[:2] for r in rows] == [("train", "40"), ("test", "16")]  # test: from the 4 groups of 4 scored images
+    assert rows[1][2] == "(0, 0): 4, (0, 1): 4, (1, 0): 4, (1, 1): 4"
+    assert 'id="training-curves"' in html and len(re.findall(r"<img ", html)) == 5
+    assert "![training curves](report_files/training_curves.png)" in md_path.read_text()
+    png = plots.training_curves(results)
+    assert png is not None and png == (run / "report_files" / "training_curves.png").read_bytes()
+    assert plots.training_curves({"methods": {"dfr": {"skipped": "x"}}}) is None
+
+
+def test_a_fill_that_leaves_a_silhouette_is_named(fake_run: tuple[Path, dict[str, Any]]) -> None:
+    _, results = fake_run
+    assert silhouette_notes(results) == []  # telea continues the surroundings
+    results["diagnostics"]["inpainter"] = "mean"
+    results["methods"]["autobackswap:label_budget=25"]["runs"][0]["inpainter"] = "gray"
+    notes = silhouette_notes(results)
+    assert len(notes) == 2
+    assert notes[0].startswith("The mean fill leaves the removed object's silhouette (a flat region of the image's mean colour) in only_bg")
+    assert "telea, ns and patchmatch" in notes[0]
+    assert notes[1].startswith("Training backgrounds of autobackswap:label_budget=25 were filled with gray")
+    html = render_html(results, {}, [])
+    assert html.count('class="note warn silhouette"') == 2
+    assert "> **Note.** The mean fill" in render_markdown_report(results, {}, [])
+
+
+def test_contact_sheet_has_column_titles(tmp_path: Path) -> None:
+    assert sheet_titles(3, True) == ["image", "p(fg) grid", "alpha", "cut-out", "background", "composite 1",
+                                     "composite 2", "composite 3"]
+    assert sheet_titles(1, False, "original") == ["image", "alpha", "cut-out", "original", "composite"]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    fg = rng.integers(0, 256, (2, 8, 8, 4), dtype=np.uint8)
+    path = separation_sheet(tmp_path / "sheet.png", images, fg, images, images[:, None].repeat(3, 1),
+                            p_fg=np.full((2, 4, 4), 0.5), tile=16)
+    sheet = np.asarray(Image.open(path))
+    assert sheet.shape == (14 + 2 + 2 * 18 - 2, 8 * 18 - 2, 3)  # a title row, then 2 rows of 8 tiles of 16 px
+    assert (sheet[:14] < 100).any()  # the titles are drawn
+    assert np.array_equal(sheet[16:32:2, :16:2], images[0])  # the first tile sits under the title row
+
+
 def test_label_efficiency_section(fake_run: tuple[Path, dict[str, Any]]) -> None:
     _, results = fake_run
     curve = results["label_efficiency"]
@@ -187,6 +282,13 @@ def test_experiment_writes_sweep_and_report(swept_run: tuple[Path, str]) -> None
         assert point["n_seeds"] == 1 and point["worst_group_accuracy"] == entry["worst_group_accuracy"]
     assert (run / "report.html").is_file() and (run / "report.md").is_file()
     assert "test split, seed 0" in stdout and "bg_gap" in stdout and str(run / "report.html") in stdout
+    # the detector's fit time apart from the classifier's, also for a cached detector
+    abs16 = results["methods"]["autobackswap:label_budget=16"]
+    record = abs16["runs"][0]
+    assert record["detector_reused"] is False and record["detector_seconds"] > 0 and record["inpainter"] == "mean"
+    assert Detector.load(record["detector"]).fit_seconds_ == record["detector_seconds"]
+    assert abs16["classifier_seconds"] < abs16["train_seconds"] - record["detector_seconds"] + 1e-9
+    assert "detector s" in stdout and "train s" in stdout
 
 
 def _browser_or_skip() -> Any:
@@ -205,7 +307,6 @@ def _browser_or_skip() -> Any:
 
 def test_report_renders_in_chromium(swept_run: tuple[Path, str], tmp_path: Path) -> None:
     sync_playwright = _browser_or_skip()
-    from PIL import Image
 
     run, _ = swept_run
     report = Path(shutil.copy(run / "report.html", tmp_path / "moved.html"))  # self-contained: works anywhere
@@ -221,7 +322,10 @@ def test_report_renders_in_chromium(swept_run: tuple[Path, str], tmp_path: Path)
             assert page.locator("#diagnostics-table tbody tr").count() == 3
             assert page.locator("#label-efficiency-table tbody tr").count() == 2
             loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-            assert len(loaded) >= 4 and all(loaded)
+            assert len(loaded) >= 5 and all(loaded)  # groups, training curves, label efficiency, samples, sheets
+            assert page.locator("#training-curves img").count() == 1
+            assert page.locator("#groups-table tbody tr").count() == 3  # train, val and test
+            assert page.locator("#diagnostics .silhouette").count() >= 1  # the default fill (mean) leaves a shape cue
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()

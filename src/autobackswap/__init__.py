@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import AutoBackSwapError, DataError, NotFittedError
 
 if TYPE_CHECKING:
-    from .data import ImageDataset, read_dataset
+    from .data import ImageDataset, read_dataset, read_layout
     from .evaluate.metrics import group_metrics
     from .experiment import ExperimentConfig, run_experiment
     from .train.loop import TrainConfig, load_classifier
@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ImageDataset": ".data",
     "read_dataset": ".data",
+    "read_layout": ".data",
     "group_metrics": ".evaluate.metrics",
     "ExperimentConfig": ".experiment",
     "run_experiment": ".experiment",
@@ -42,6 +43,7 @@ __all__ = [
     "group_metrics",
     "load_classifier",
     "read_dataset",
+    "read_layout",
     "run_experiment",
 ]
 

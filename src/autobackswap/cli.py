@@ -80,8 +80,10 @@ def add_recipe_arg(p: argparse.ArgumentParser) -> None:
                    help="settings from a recipe: waterbirds-paper, cpu-small or a .toml file; flags given override it")
 
 
-def settings(args: argparse.Namespace, data: Any, experiment: dict[str, Any] | None = None) -> Any:
-    """The run's ExperimentConfig: defaults <- --recipe <- the flags given (``experiment``: extra overrides)."""
+def settings(args: argparse.Namespace, data: Any, experiment: dict[str, Any] | None = None,
+             runs: list[str] | None = None) -> Any:
+    """The run's ExperimentConfig: defaults <- --recipe <- the flags given (``experiment``: extra overrides;
+    ``runs``: the methods the pipeline options are for, default the config's)."""
     from dataclasses import fields
 
     from .recipes import load_recipe
@@ -94,7 +96,7 @@ def settings(args: argparse.Namespace, data: Any, experiment: dict[str, Any] | N
     train = {f.name: given[f.name] for f in fields(TrainConfig) if f.name in given and f.name not in ("seed", "device")}
     exp = {k: given[k] for k in section_kinds()["experiment"] if given.get(k) is not None}
     overrides = {"experiment": {**exp, **(experiment or {})}, "train": train, "pipeline": method_options(args)}
-    cfg = resolve(str(data), recipe, overrides, device=getattr(args, "device", None))
+    cfg = resolve(str(data), recipe, overrides, device=getattr(args, "device", None), runs=runs)
     if cfg.recipe:
         changed = ", ".join(cfg.recipe["overridden"]) or "none"
         print(f"recipe {cfg.recipe['name']} ({cfg.recipe['path']}); overridden by flags: {changed}")
@@ -104,13 +106,13 @@ def settings(args: argparse.Namespace, data: Any, experiment: dict[str, Any] | N
 # ----------------------------------------------------------------------------- make-synthetic
 def _make_synthetic_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", type=Path, help="output folder (Waterbirds layout)")
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-val", type=int, default=400)
-    p.add_argument("--n-test", type=int, default=800, help="balanced: n/4 per (y, place) group")
+    p.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
+    p.add_argument("--n-val", type=int, default=400, help="validation images (default 400)")
+    p.add_argument("--n-test", type=int, default=800, help="test images, balanced: n/4 per (y, place) group (default 800)")
     p.add_argument("--correlation", type=float, default=1.0,
                    help="P(place == y) in train and val (default 1.0: no minority group at all)")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64, help="side of the square images in px (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator (default 0)")
     p.set_defaults(func=_make_synthetic)
 
 
@@ -123,60 +125,95 @@ def _make_synthetic(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- experiment
-def add_method_option_args(p: argparse.ArgumentParser) -> None:
-    """Stage options of the AutoBackSwap pipeline, passed to every method that uses them."""
-    g = p.add_argument_group("AutoBackSwap pipeline (used by autobackswap / oracle)")
-    g.add_argument("--label-budget", type=int, default=None, help="labelled training images for the detector (default 200)")
-    g.add_argument("--labels", default=None, help="patch labels: a masks.csv or a labels.sqlite (default: derive from segmentations/)")
-    g.add_argument("--grid", type=int, default=None, help="patch grid G (default 16)")
-    g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")
-    g.add_argument("--t-loose", type=float, default=None, help="inpainting hole: p_bg < t (default 0.9)")
-    g.add_argument("--hole", default=None,
-                   help="inpainting hole: grid (the loose patches, the reference; default) or refined (the refiner's "
-                        "mask at the loose threshold, following the object's edges)")
-    g.add_argument("--hole-dilate", type=int, default=None, help="px the inpainting hole grows by (default 1)")
-    g.add_argument("--inpainter", default=None, help="inpainter from the registry (default mean, chosen by benchmarks/bench_inpainters.py on TuxBirds)")
-    g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
-    g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
-    g.add_argument("--bg-shuffle", action="store_const", const=True, default=None,
-                   help="permute each swapped background's colour channels at random (an option for photos; off by default)")
-    g.add_argument("--bg-only", type=float, default=None,
-                   help="extra inpainted backgrounds per batch, as a fraction of the batch, trained toward the "
-                        "uniform prediction (default 0: off)")
-    g.add_argument("--distractor", type=float, default=None,
-                   help="probability of a second cut-out, of a random class, pasted behind the object on the swapped "
-                        "background (default 0: off)")
-    e = p.add_argument_group("separation engine (execution only: every engine writes the same files)")
-    e.add_argument("--engine", default=None,
-                   help="local: a process pool on this machine (default); ray: a Ray Data pipeline")
-    e.add_argument("--workers", type=int, default=None,
-                   help="local: worker processes; ray: CPUs of a new local Ray instance (default: every core)")
-    e.add_argument("--ray-address", default=None,
-                   help="ray: connect to this cluster (e.g. auto, ray://head:10001) instead of starting a local instance")
+PIPELINE_SECTIONS = ("labels", "detector", "separation", "swap", "engine")
+
+
+def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] = PIPELINE_SECTIONS) -> None:
+    """Stage options of the AutoBackSwap pipeline (used by autobackswap, oracle and random_paste), by
+    section: a command shows only the sections it uses. Unset ones keep the library's defaults."""
+    if "labels" in sections:
+        g = p.add_argument_group("patch labels")
+        g.add_argument("--label-budget", type=int, default=None, help="labelled training images for the detector (default 200)")
+        g.add_argument("--labels", default=None, help="patch labels: a masks.csv or a labels.sqlite (default: DATA/masks.csv "
+                                                     "when present, else derived from segmentations/)")
+        g.add_argument("--grid", type=int, default=None, help="patch grid G (default 16)")
+    if "detector" in sections:
+        g = p.add_argument_group("detector")
+        g.add_argument("--detector-epochs", type=int, default=None, help="detector training epochs (default 100)")
+        g.add_argument("--detector-backbone", default=None, help="detector backbone from the registry (default fcn)")
+    if "separation" in sections:
+        g = p.add_argument_group("separation")
+        g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")
+        g.add_argument("--t-loose", type=float, default=None, help="inpainting hole: p_bg < t (default 0.9)")
+        g.add_argument("--hole", default=None,
+                       help="inpainting hole: grid (the loose patches, the reference; default) or refined (the refiner's "
+                            "mask at the loose threshold, following the object's edges)")
+        g.add_argument("--hole-dilate", type=int, default=None, help="px the inpainting hole grows by (default 1)")
+        g.add_argument("--inpainter", default=None, help="inpainter from the registry (default mean, chosen by benchmarks/bench_inpainters.py on TuxBirds)")
+        g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
+        g.add_argument("--max-unswapped", type=float, default=None,
+                       help="health check: stop when more than this share of images would train unswapped (default 0.25)")
+        g.add_argument("--allow-bad-separation", action="store_const", const=True, default=None,
+                       help="train on a separation that fails the health check (the report flags it)")
+        g.add_argument("--min-confidence", type=float, default=None,
+                       help="keep images whose separation confidence (OUT/separation/*/confidence.csv) is below this "
+                            "as originals instead of swapping them (default 0: off; learned masks only)")
+    if "swap" in sections:
+        g = p.add_argument_group("background swaps")
+        g.add_argument("--p", type=float, default=None, help="probability each image is swapped per epoch (default 1.0)")
+        g.add_argument("--bg-shuffle", action="store_const", const=True, default=None,
+                       help="permute each swapped background's colour channels at random (an option for photos; off by default)")
+        g.add_argument("--bg-only", type=float, default=None,
+                       help="extra inpainted backgrounds per batch, as a fraction of the batch, trained toward the "
+                            "uniform prediction (default 0: off)")
+        g.add_argument("--distractor", type=float, default=None,
+                       help="probability of a second cut-out, of a random class, pasted behind the object on the swapped "
+                            "background (default 0: off)")
+    if "engine" in sections:
+        e = p.add_argument_group("separation engine (execution only: every engine writes the same files)")
+        e.add_argument("--engine", default=None,
+                       help="local: a process pool on this machine (default); ray: a Ray Data pipeline")
+        e.add_argument("--workers", type=int, default=None,
+                       help="local: worker processes; ray: CPUs of a new local Ray instance (default: every core)")
+        e.add_argument("--ray-address", default=None,
+                       help="ray: connect to this cluster (e.g. auto, ray://head:10001) instead of starting a local instance")
 
 
 def add_stream_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stream", action="store_true",
+    p.add_argument("--stream", action="store_const", const=True, default=None,
                    help="keep images, masks and swap banks on disk (OUT/cache/, read per batch) instead of in memory, "
                         "so memory stays flat as the dataset grows")
+
+
+LAYOUT_HELP = ("dataset layout: auto (default: detected), waterbirds, spawrious[:variant=o2o_easy|...|m2m_hard]"
+               "[:splits=reference|official], in9, metashift, imagefolder[:attributes=CSV] (docs/datasets.md)")
+
+
+def add_layout_arg(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """``--layout``; the commands that resolve their settings (``settings``) pass ``default=None`` so that a
+    recipe's layout applies unless the flag is given."""
+    p.add_argument("--layout", default=default, metavar="NAME", help=LAYOUT_HELP)
 
 
 def load_data(args: argparse.Namespace, cfg: Any) -> Any:
     from .experiment import experiment_data
 
-    return experiment_data(cfg, args.out, stream=getattr(args, "stream", False))
+    return experiment_data(cfg, args.out, stream=cfg.stream)
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("label_budget", "labels", "grid", "t_tight", "t_loose", "hole", "hole_dilate", "inpainter", "p", "refine", "bg_shuffle",
-            "bg_only", "distractor", "engine", "workers", "ray_address", "detector_epochs")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    """The pipeline flags the user set (flat option names, see ``autobackswap.pipeline.FLAT``)."""
+    from .pipeline import FLAT
+
+    return {k: getattr(args, k) for k in FLAT if getattr(args, k, None) is not None}
 
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
+    from .methods import METHODS
     p.add_argument("--methods", type=csv_strs, default=None,
-                   help="comma-separated methods (default erm); options as name:key=value, e.g. autobackswap:inpainter=gray")
+                   help=f"comma-separated methods from {', '.join(METHODS.names())}; options as name:key=value, "
+                        "e.g. autobackswap:inpainter=gray (default erm)")
     p.add_argument("--seeds", type=csv_ints, default=None, help="comma-separated seeds (default 0)")
     p.add_argument("--out", type=Path, required=True, help="run folder for results.json, models, caches")
     p.add_argument("--label-budgets", type=csv_ints, default=None,
@@ -185,38 +222,51 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
                    help="skip the only_fg / only_bg / mixed_same / mixed_rand background diagnostics")
     p.add_argument("--also-test", type=named_path, action="append", default=None, metavar="[NAME=]DIR",
                    help="also score every model on the test split of the dataset DIR (same classes; repeatable), "
-                        "e.g. TuxBirds' OUT/unseen beside OUT/seen: each model is trained once")
+                        "e.g. TuxBirds' OUT/unseen beside OUT/seen, or an IN-9 variant folder "
+                        "(mixed_rand=ROOT/bg_challenge/mixed_rand): each model is trained once")
+    add_stream_arg(p)
+    add_layout_arg(p, default=None)
     add_train_args(p)
     add_method_option_args(p)
     p.set_defaults(func=_experiment)
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from .evaluate.table import diagnostics_rows, paper_caption, render_text, results_rows, seeds_caption
     from .experiment import run_experiment
 
     cfg = settings(args, args.data)
     results = run_experiment(cfg, args.out)
+    print_results(results, args.out)
+    return 0
+
+
+def print_results(results: dict[str, Any], out: Path) -> None:
+    """The test table (and one per --also-test set), the diagnostics table and where the files are."""
+    from .evaluate.table import diagnostics_rows, paper_caption, render_text, results_rows, seeds_caption
+
     print(f"test split, {seeds_caption(results)}")
     print(render_text(*results_rows(results)))
     if paper_caption(results):
         print(paper_caption(results))
-    for name, path in cfg.also_test.items():
+    for name, path in results["config"].get("also_test", {}).items():
         print(f"\ntest split of {name} ({path}), {seeds_caption(results)}")
         print(render_text(*results_rows(results, f"test:{name}")))
+    gaps = {m: e["bg_gap_official"] for m, e in results["methods"].items() if e.get("bg_gap_official") is not None}
+    if gaps:
+        print("\nofficial BG-gap (mixed_same - mixed_rand): " + ", ".join(f"{m} {g:.3f}" for m, g in gaps.items()))
     header, rows = diagnostics_rows(results)
     if rows:
         print(f"\nbackground diagnostics (accuracy; bg_gap = mixed_same - mixed_rand)\n{render_text(header, rows)}")
-    print(f"\nresults: {args.out / 'results.json'}\nreport: {args.out / 'report.html'}")
-    return 0
+    print(f"\nresults: {out / 'results.json'}\nreport: {out / 'report.html'}")
 
 
 # ----------------------------------------------------------------------------- train / evaluate
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder; the checkpoint goes to OUT/model.pt")
     p.add_argument("--method", default="erm", help="a method from the registry (default erm)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    add_layout_arg(p, default=None)
     add_stream_arg(p)
     add_train_args(p)
     add_method_option_args(p)
@@ -241,7 +291,7 @@ def _train_run(args: argparse.Namespace) -> int:
     from .experiment import train_single
 
     cfg = settings(args, args.data, {"methods": [args.method], "seeds": [args.seed]})
-    record = train_single(cfg, args.out, stream=args.stream)
+    record = train_single(cfg, args.out, stream=cfg.stream)
     if record is None:  # a torchrun rank other than 0
         return 0
     val = record["val"]
@@ -252,10 +302,11 @@ def _train_run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     p.add_argument("--checkpoint", type=Path, required=True, help="a classifier checkpoint (model.pt)")
-    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test", help="the split to score (default test)")
     p.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    add_layout_arg(p)
     p.set_defaults(func=_evaluate)
 
 
@@ -264,7 +315,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate.table import group_table
     from .io import write_json
 
-    metrics = evaluate_checkpoint(args.data, args.checkpoint, args.split)
+    metrics = evaluate_checkpoint(args.data, args.checkpoint, args.split, layout=args.layout)
     print(json.dumps({k: v for k, v in metrics.items() if k != "groups"}, indent=2))
     print(group_table(metrics))
     if args.out:
@@ -285,13 +336,13 @@ def _make_photo_benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="folder of unpacked Debian packages, one folder per package (default: the user cache dir, "
                         "fetched there with apt-get download + dpkg -x when missing; / when installed)")
     p.add_argument("--no-fetch", action="store_true", help="never run apt-get; fail if an asset is missing")
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-val", type=int, default=400)
-    p.add_argument("--n-test", type=int, default=800, help="per test setting; balanced: n/4 per (y, place) group")
+    p.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
+    p.add_argument("--n-val", type=int, default=400, help="validation images (default 400)")
+    p.add_argument("--n-test", type=int, default=800, help="per test setting; balanced: n/4 per (y, place) group (default 800)")
     p.add_argument("--correlation", type=float, default=1.0,
                    help="P(place == y) in train and val (default 1.0: no minority group; 0.95 as in Waterbirds)")
-    p.add_argument("--image-size", type=int, default=64, help="working size in px; photos and cut-outs are resized to it")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64, help="working size in px; photos and cut-outs are resized to it (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the build: which photos, crops and placements (default 0)")
     p.add_argument("--test-setting", choices=["seen", "unseen", "both"], default="both",
                    help="which test set(s) to write (default both)")
     p.set_defaults(func=_make_photo_benchmark)
@@ -310,23 +361,23 @@ def _make_photo_benchmark(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- fit-detector / separate
 def _fit_detector_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder; the detector goes to OUT/detector.pt")
     p.add_argument("--image-size", type=int, default=None, help="working size in px (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the label sample and the training")
-    p.add_argument("--detector-epochs", type=int, default=None, help="training epochs (default 100; the best hold-out epoch is kept)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the label sample and the training (default 0)")
     p.add_argument("--drop-minority", action=argparse.BooleanOptionalAction, default=None,
                    help="drop the train images outside each class's majority place (as `experiment --drop-minority`)")
+    add_layout_arg(p, default=None)
     add_device_arg(p)
     add_recipe_arg(p)
-    add_method_option_args(p)
+    add_method_option_args(p, ("labels", "detector"))
     p.set_defaults(func=_fit_detector)
 
 
 def _fit_detector(args: argparse.Namespace) -> int:
     from .pipeline import PipelineConfig, detector_report, fit_detector
 
-    exp = settings(args, args.data)
+    exp = settings(args, args.data, runs=["autobackswap"])  # the stage commands run autobackswap's pipeline
     cfg = PipelineConfig.from_options(exp.method_options)
     data = load_data(args, exp)
     det, info = fit_detector(data, cfg, args.seed)
@@ -338,19 +389,20 @@ def _fit_detector(args: argparse.Namespace) -> int:
 
 
 def _separate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder; outputs go to OUT/separation/<digest>/")
     p.add_argument("--detector", type=Path, default=None,
                    help="a detector from fit-detector (default: fit one from the labels, cached in OUT/detectors/)")
     p.add_argument("--oracle", action="store_true", help="use the ground-truth segmentations instead of a detector")
     p.add_argument("--image-size", type=int, default=None, help="working size in px (default 64)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the label sample, the detector and the inpainting (default 0)")
     p.add_argument("--drop-minority", action=argparse.BooleanOptionalAction, default=None,
                    help="drop the train images outside each class's majority place (as `experiment --drop-minority`)")
+    add_layout_arg(p, default=None)
     add_stream_arg(p)
     add_device_arg(p)
     add_recipe_arg(p)
-    add_method_option_args(p)
+    add_method_option_args(p, ("labels", "detector", "separation", "engine"))
     p.set_defaults(func=_separate)
 
 
@@ -358,7 +410,7 @@ def _separate(args: argparse.Namespace) -> int:
     from .detect.detector import Detector
     from .pipeline import PipelineConfig, run_separation
 
-    exp = settings(args, args.data)
+    exp = settings(args, args.data, runs=["autobackswap"])  # the stage commands run autobackswap's pipeline
     cfg = PipelineConfig.from_options(exp.method_options)
     data = load_data(args, exp)
     detector = Detector.load(args.detector, device=cfg.detector.device) if args.detector else None
@@ -371,10 +423,10 @@ def _separate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- demo
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
+    p.add_argument("--n-train", type=int, default=2000, help="training images of the synthetic set (default 2000)")
+    p.add_argument("--epochs", type=int, default=None, help="classifier training epochs (default 10)")
     p.add_argument("--image-size", type=int, default=None, help="working size in px (default 64)")
-    p.add_argument("--seeds", type=csv_ints, default=None, help="comma-separated seeds (default 0)")
+    p.add_argument("--seeds", type=csv_ints, default=None, help="comma-separated training seeds (default 0)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on for CUDA, off on the CPU)")
     add_device_arg(p)
@@ -383,15 +435,13 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-    from .evaluate.table import render_text, results_rows
+    from .demo import DEMO_METHODS, run_demo
 
-    results = run_demo(args.out, n_train=args.n_train, settings=settings(args, ""))
-    print(render_text(*results_rows(results)))
+    results = run_demo(args.out, n_train=args.n_train, settings=settings(args, "", runs=DEMO_METHODS))
+    print_results(results, args.out)
     abs_run = results["methods"]["autobackswap"]["runs"][0]
-    print(f"\nautobackswap mask IoU vs ground truth: {abs_run.get('mask_iou', float('nan')):.3f}; "
+    print(f"autobackswap mask IoU vs ground truth: {abs_run.get('mask_iou', float('nan')):.3f}; "
           f"detector hold-out balanced patch accuracy: {abs_run.get('patch_balanced_accuracy') or float('nan'):.3f}")
-    print(f"results: {args.out / 'results.json'}")
     print(f"contact sheet: {args.out / 'contact_sheet.png'}")
     return 0
 
@@ -404,7 +454,7 @@ def _label_args(p: argparse.ArgumentParser) -> None:
         "store. Once --assist-after images are labelled, a detector is trained in the background: it pre-fills each "
         "new image and 'label next' shows the images it is least sure of first. With --import or --export the "
         "command converts between the store and a masks.csv (reference format: info,mask) and exits without serving.")
-    p.add_argument("data", type=Path, help="dataset folder in the Waterbirds layout; its train split is labelled")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout); its train split is labelled")
     p.add_argument("--db", type=Path, default=None, help="label store (default DATA/labels.sqlite)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only; another host exposes the app)")
@@ -415,22 +465,27 @@ def _label_args(p: argparse.ArgumentParser) -> None:
                    help="train the suggesting detector once K images are labelled (default 20)")
     p.add_argument("--no-assist", action="store_true", help="no detector: no suggestions, 'label next' in metadata order")
     p.add_argument("--image-size", type=int, default=64, help="working size in px of the suggesting detector (default 64)")
+    p.add_argument("--separation", type=Path, default=None, metavar="DIR",
+                   help="a separation folder of this train split (RUN/separation/abs_*/): 'label next' shows its least "
+                        "confident separations first (active labelling on the images the separator gets wrong)")
     add_device_arg(p)
     p.add_argument("--import", dest="import_csv", type=Path, default=None, metavar="CSV",
                    help="import a masks.csv into the store (all rows or none) and exit")
     p.add_argument("--export", dest="export_csv", type=Path, default=None, metavar="CSV",
                    help="write the store as masks.csv (info = img_id) and exit; runs after --import when both are given")
+    add_layout_arg(p)
     p.set_defaults(func=_label)
 
 
 def _label(args: argparse.Namespace) -> int:
     from .data.labelstore import LabelStore
-    from .data.layout import read_dataset
+    from .data.layouts import read_layout
+    from .label.assist import AssistConfig
     from .label.server import LOCAL_HOSTS, create_app, serve
 
     db = args.db if args.db is not None else args.data / "labels.sqlite"
     if args.import_csv is not None or args.export_csv is not None:
-        dataset = read_dataset(args.data)
+        dataset = read_layout(args.data, args.layout)
         if args.import_csv is None and not db.is_file():
             raise AutoBackSwapError(f"{db}: label store not found (nothing to export)")
         store = LabelStore(db, grid=args.grid)
@@ -441,9 +496,15 @@ def _label(args: argparse.Namespace) -> int:
         return 0
     grid = args.grid or (LabelStore(db).grid if db.is_file() else None) or 16
     local = args.host in ("127.0.0.1", "localhost")
+    if args.separation is not None and args.no_assist:
+        raise AutoBackSwapError("--separation orders 'label next' through the model assistance: drop --no-assist")
+    assist_config = None
+    if args.separation is not None:
+        assist_config = AssistConfig(min_labels=args.assist_after, image_size=args.image_size, separation=args.separation,
+                                     device=args.device or "auto")
     app = create_app(args.data, db, grid=grid, budget=args.budget, assist_after=args.assist_after,
-                     assist=not args.no_assist, image_size=args.image_size, device=args.device or "auto",
-                     allowed_hosts=LOCAL_HOSTS if local else None)
+                     assist=not args.no_assist, image_size=args.image_size, assist_config=assist_config,
+                     device=args.device or "auto", allowed_hosts=LOCAL_HOSTS if local else None, layout=args.layout)
     info = app.state.labeller.info()
     print(f"labelling {info['n_train']} training images of {args.data} ({grid}x{grid} patches); "
           f"{info['n_labelled']} labelled so far; labels are saved to {db}")
@@ -476,6 +537,7 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
                    help="mixed_same donors: the class's usual (training-majority) background, or any image of the class")
     p.add_argument("--seed", type=int, default=0, help="seeds the inpainting and the background draws")
     p.add_argument("--no-report", action="store_true", help="do not rewrite RUN/report.html and RUN/report.md")
+    add_layout_arg(p, default=None)
     p.set_defaults(func=_diagnose)
 
 
@@ -484,13 +546,42 @@ def _diagnose(args: argparse.Namespace) -> int:
     from .evaluate.table import diagnostics_rows, render_text, seeds_caption
 
     results = diagnose_run(args.run, args.data, args.masks, args.detector, args.inpainter, args.mixed_same,
-                           args.seed, report=not args.no_report)
+                           args.seed, report=not args.no_report, layout=args.layout)
     info = results["diagnostics"]
     print(f"{info['n']} test images, masks: {info['masks']}, {seeds_caption(results)}")
     print(render_text(*diagnostics_rows(results)))
     print(f"\ndiagnostics: {args.run / 'diagnostics.json'}")
     if not args.no_report:
         print(f"report: {args.run / 'report.html'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- inspect
+def _inspect_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "A dataset card: per split the (class, attribute) group counts, the class-attribute association, the minority "
+        "groups, image sizes and modes (a sample), mask coverage; patch labels available; files duplicated across "
+        "splits; and warnings about what stops a method (no minority group in val for DFR, fewer labels than the "
+        "budget, missing masks). With --out, writes OUT/card.json, OUT/card.md and OUT/contact_sheet.png (a row per group).")
+    p.add_argument("data", type=Path, help="dataset folder (see --layout)")
+    add_layout_arg(p)
+    p.add_argument("--out", type=Path, default=None, help="write card.json, card.md and contact_sheet.png here")
+    p.add_argument("--sample", type=int, default=32, help="images per split whose size and mode are read (default 32)")
+    p.add_argument("--label-budget", type=int, default=None, help="label budget to check against (default: the method's, 200)")
+    p.add_argument("--per-group", type=int, default=8, help="images per group on the contact sheet (default 8)")
+    p.add_argument("--no-hash", action="store_true", help="skip hashing every file to find duplicates across splits")
+    p.set_defaults(func=_inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .data.card import inspect_dataset, render_card_markdown
+    from .pipeline import PipelineConfig
+
+    budget = args.label_budget if args.label_budget is not None else PipelineConfig().label_budget
+    card, paths = inspect_dataset(args.data, args.layout, args.out, args.sample, budget, not args.no_hash, args.per_group)
+    print(render_card_markdown(card))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
     return 0
 
 
@@ -508,6 +599,8 @@ PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     "label": ("label training images patch by patch in a local web app (model-assisted)", _label_args),
     "diagnose": ("background diagnostics (only_fg, only_bg, mixed_same, mixed_rand, bg_gap) for a run's models",
                  _diagnose_args),
+    "inspect": ("a dataset card: groups, correlation, minority groups, sizes, masks, duplicates, warnings",
+                _inspect_args),
 }
 
 
@@ -516,17 +609,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autobackswap",
         description="Make image classifiers robust to spurious backgrounds (AutoBackSwap).",
     )
+    from . import __version__
+
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"autobackswap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_arguments) in PARSERS.items():
         p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         add_arguments(p)
+        p.set_defaults(parser=p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's own parser, with its usage
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":  # started by torchrun

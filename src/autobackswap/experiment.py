@@ -30,7 +30,6 @@ many); ``runs`` the per-seed figures. A method that cannot work on the data reco
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -46,6 +45,7 @@ from .evaluate.report import write_report
 from .evaluate.results import (
     evaluate_model,
     finalize_entry,
+    finished_run,
     label_efficiency,
     model_path,
     split_groups,
@@ -53,8 +53,8 @@ from .evaluate.results import (
 from .evaluate.runner import DiagnosticsRunner, finish_diagnostics
 from .io import fingerprint, json_digest, write_json
 from .methods import METHODS, MethodContext, make_method, parse_method_spec
-from .methods.base import expand_methods
-from .train.loop import TrainConfig, load_classifier, save_classifier
+from .methods.base import check_methods, check_options, expand_methods
+from .train.loop import TrainConfig, save_classifier, train_settings
 
 log = logging.getLogger(__name__)
 
@@ -76,34 +76,14 @@ class ExperimentConfig:
     drop_minority: bool = False  # drop train and val images outside each class's majority place (the paper's setting)
     eval_crop: float = 1.0  # < 1: val/test resized to image_size / eval_crop, centre image_size kept (0.875: 256 -> 224)
     recipe: dict[str, Any] = field(default_factory=dict)  # the recipe these settings came from (settings.resolve)
-
-
-# TrainConfig fields added after the first release, and their defaults: they enter a run's key only when
-# set away from the default, so runs saved before they existed are still reused.
-LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0, "amp": None, "optimizer": "adamw", "momentum": 0.9,
-                                      "lr_schedule": "cosine", "label_smoothing": 0.0, "class_weighted": False,
-                                      "grad_clip": 0.0}
-# Where a run trains is not what it trains: a run finished on a GPU is reused on the CPU and back. (``amp``
-# is a numeric choice, so an explicit --amp / --no-amp enters the key; its default, automatic, does not.)
-EXECUTION_TRAIN_FIELDS = ("device",)
-
-
-def train_settings(train: TrainConfig) -> dict[str, Any]:
-    """The training config as a run depends on it: without the execution-only fields, and with the fields
-    added later only when set away from their default."""
-    settings = asdict(train)
-    for name in EXECUTION_TRAIN_FIELDS:
-        settings.pop(name, None)
-    for name, default in LATER_TRAIN_FIELDS.items():
-        if settings.get(name) == default:
-            settings.pop(name)
-    return settings
+    stream: bool = False  # keep images, masks and swap banks on disk (RUN/cache/), read per batch
+    layout: str = "auto"  # dataset layout (data/layouts/): auto-detected, or a name such as spawrious:variant=m2m_hard
 
 
 def experiment_data(cfg: ExperimentConfig, run_dir: str | Path, stream: bool = False) -> ExperimentData:
-    """The splits ``cfg`` works on (its image size, ``drop_minority`` and ``eval_crop``)."""
+    """The splits ``cfg`` works on (its layout, image size, ``drop_minority`` and ``eval_crop``)."""
     return load_experiment_data(cfg.data, cfg.image_size, run_dir, stream=stream, drop_minority=cfg.drop_minority,
-                                eval_crop=cfg.eval_crop)
+                                eval_crop=cfg.eval_crop, layout=cfg.layout)
 
 
 def run_key(spec: str, seed: int, cfg: ExperimentConfig, data_digest: str) -> str:
@@ -119,41 +99,28 @@ def data_digest(data: ExperimentData) -> str:
     return fingerprint(data.train.images, data.train.labels, data.train.place, data.val.images, data.val.labels)
 
 
-def finished_run(run_dir: Path, spec: str, seed: int, key: str) -> tuple[dict[str, Any], nn.Module] | None:
-    """The record and model of a run an earlier, interrupted ``experiment`` finished with the same key.
-
-    The record is written (atomically) only after its model, so a record means the run is complete."""
-    model_file = model_path(run_dir, spec, seed)
-    record_file = model_file.with_suffix(".json")
-    if not (record_file.is_file() and model_file.is_file()):
-        return None
-    try:
-        record = json.loads(record_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if record.get("key") != key:
-        return None
-    model, _ = load_classifier(model_file)
-    return record, model
-
-
-
 def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentData | None = None,
                    ctx: MethodContext | None = None) -> dict[str, Any]:
     """Run every method for every seed; write ``results.json`` (after each method, so partial
     results survive a crash), the diagnostics and the report, and return the results."""
     run_dir = Path(run_dir).absolute()  # recorded paths (contact sheets, detectors) do not depend on the cwd
+    start = time.perf_counter()
+    stats = {"trained": 0, "reused": 0, "skipped": 0}
     specs = expand_methods(cfg.methods, cfg.label_budgets)
-    for spec in specs:
-        make_method(spec, cfg.method_options)  # fail fast on an unknown method or option, before loading anything
-    data = data or experiment_data(cfg, run_dir)
+    check_options(specs, cfg.method_options, cfg.seeds)  # unknown methods and options fail before anything loads
+    data = data or experiment_data(cfg, run_dir, stream=cfg.stream)
     ctx = ctx or MethodContext(data.run_dir)
-    also = load_also_test(cfg.also_test, data)
+    also = load_also_test(cfg.also_test, data, cfg.layout)
+    skips = check_methods(specs, cfg.method_options, cfg.seeds, data)  # every method's inputs, before any training
+    log.info("plan: %d method(s) x %d seed(s) on %d train / %d val / %d test images at %d px, %d epochs each%s",
+             len(specs), len(cfg.seeds), len(data.train), len(data.val), len(data.test), cfg.image_size,
+             cfg.train.epochs, "".join(f"; {s} seed {k} will be skipped: {r}" for (s, k), r in skips.items()))
     digest = data_digest(data)
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"dataset": str(cfg.data), "config": asdict(cfg), "run_dir": str(data.run_dir),
                                "methods": {},
-                               "train_groups": split_groups(data.train), "val_groups": split_groups(data.val)}
+                               "train_groups": split_groups(data.train), "val_groups": split_groups(data.val),
+                               "dataset_layout": data.dataset.layout, "dataset_notes": list(data.dataset.notes)}
     write_json(run_dir / "config.json", asdict(cfg))
     diag = DiagnosticsRunner(data, cfg.method_options, same=cfg.diagnostics_same) if cfg.diagnostics else None
     pending: list[tuple[dict[str, Any], nn.Module]] = []  # runs waiting for diagnostic masks
@@ -161,7 +128,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
         entry: dict[str, Any] = {"needs": METHODS.get(parse_method_spec(spec)[0]).needs}
         runs, skipped = [], {}
         for seed in cfg.seeds:
-            outcome = train_or_reuse(spec, seed, cfg, data, ctx, run_dir, digest)
+            outcome = train_or_reuse(spec, seed, cfg, data, ctx, run_dir, digest, stats)
             if isinstance(outcome, str):
                 skipped[seed] = outcome
                 continue
@@ -190,11 +157,13 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     write_json(run_dir / "results.json", results)
     if cfg.report:
         write_report(run_dir, results)
+    log.info("done in %.0f s: %d run(s) trained, %d reused from an earlier run, %d skipped; results in %s",
+             time.perf_counter() - start, stats["trained"], stats["reused"], stats["skipped"], run_dir / "results.json")
     return results
 
 
 def train_or_reuse(spec: str, seed: int, cfg: ExperimentConfig, data: ExperimentData, ctx: MethodContext,
-                   run_dir: Path, digest: str) -> tuple[dict[str, Any], nn.Module, list[str]] | str:
+                   run_dir: Path, digest: str, stats: dict[str, int]) -> tuple[dict[str, Any], nn.Module, list[str]] | str:
     """``(record, model, notes)`` of one (method, seed) run, reused from an earlier run with the same key
     or trained now (and saved); the reason when the method skipped this seed."""
     train_cfg = replace(cfg.train, seed=seed)
@@ -206,14 +175,17 @@ def train_or_reuse(spec: str, seed: int, cfg: ExperimentConfig, data: Experiment
         if spec.strip() == "erm":  # DFR retrains this ERM model's last layer
             ctx.offer_erm(train_cfg, model)
         record.pop("key", None)
+        stats["reused"] += 1
         return record, model, record.pop("notes", [])
-    log.info("method %s, seed %d", spec, seed)
+    log.info("method %s, seed %d: training", spec, seed)
     start = time.perf_counter()
     output = make_method(spec, cfg.method_options).run(data, train_cfg, ctx)
     seconds = time.perf_counter() - start
     if output.skipped is not None:
         log.warning("%s (seed %d) skipped: %s", spec, seed, output.skipped)
+        stats["skipped"] += 1
         return output.skipped
+    stats["trained"] += 1
     assert output.model is not None
     record = {"seed": seed, "train_seconds": seconds, **output.info}
     if output.fit is not None:
@@ -246,9 +218,13 @@ def train_single(cfg: ExperimentConfig, out: str | Path, stream: bool = False) -
     returns that record (None on torchrun ranks other than 0, which write nothing)."""
     out = Path(out)
     spec, train_cfg = cfg.methods[0], replace(cfg.train, seed=cfg.seeds[0])
+    check_options([spec], cfg.method_options, cfg.seeds)
     method = make_method(spec, cfg.method_options)
     with runtime.main_process_first():  # rank 0 writes the image caches (--stream) first
         data = experiment_data(cfg, out, stream=stream)
+    skipped = method.check(data, train_cfg.seed)
+    if skipped:
+        raise AutoBackSwapError(f"method {spec} cannot run on this data: {skipped}")
     start = time.perf_counter()
     output = method.run(data, train_cfg, MethodContext(data.run_dir))
     seconds = time.perf_counter() - start

@@ -7,6 +7,7 @@ Each step caches its output under the run folder, keyed by a digest of its confi
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ import numpy as np
 
 from . import runtime
 from .compose.functional import JitterConfig
-from .compose.sheets import composites_for, separation_sheet
+from .compose.sheets import composites_for, confidence_titles, separation_sheet, sheet_rows
 from .compose.swap import BackgroundSwap, SwapConfig
 from .data.grid import mask_to_grid
 from .data.splits import ExperimentData
 from .data.stream import is_disk_backed, mask_cache
-from .detect.detector import Detector, DetectorConfig, balanced_accuracy
+from .detect.confidence import CONFIDENCE_FILE, confidence_by_index
+from .detect.detector import Detector, DetectorConfig, balanced_accuracy, check_labels
 from .detect.labels import patch_labels
 from .errors import AutoBackSwapError
 from .io import fingerprint, json_digest
@@ -46,10 +48,17 @@ FLAT: dict[str, tuple[str, str]] = {
     "rotation": ("jitter", "rotation"), "shift": ("jitter", "shift"), "bg_shuffle": ("swap", "bg_shuffle"),
     "bg_only": ("swap", "bg_only"), "distractor": ("swap", "distractor"),
     "engine": ("", "engine"), "workers": ("", "workers"), "ray_address": ("", "ray_address"),
+    "max_unswapped": ("", "max_unswapped"), "allow_bad_separation": ("", "allow_bad_separation"),
+    "min_confidence": ("", "min_confidence"),
 }
 JITTER_KINDS = {"scale_min": float, "scale_max": float, "rotation": float, "shift": float}
-# No cache key includes them: every engine writes the same files, and the detector's device is where it runs.
-EXECUTION_ONLY = ("engine", "workers", "ray_address", "detector_device")
+# No cache or run key includes these: every engine writes the same files, the detector's device is where it
+# runs, and the health check only decides whether a finished separation is used.
+EXECUTION_ONLY = ("engine", "workers", "ray_address", "detector_device", "max_unswapped", "allow_bad_separation")
+# Options added later: left out of settings() (and so of run keys) at their default, so runs saved
+# before they existed are still reused.
+LATER_OPTIONS: dict[str, Any] = {"min_confidence": 0.0}
+MIN_AGREEMENT = 0.7  # tight masks vs the labelled patches (balanced accuracy) below this: the separation failed
 
 
 @dataclass
@@ -67,10 +76,19 @@ class PipelineConfig:
     engine: str = "local"  # separation engine: local (process pool) or ray (Ray Data)
     workers: int = 0  # separation processes (local) or CPUs of a new local Ray instance; 0 = every core
     ray_address: str = ""  # an existing Ray cluster ("auto", "ray://head:10001"); "" starts a local instance
+    max_unswapped: float = 0.25  # health check: at most this share of images left unswapped (no fg / all fg)
+    allow_bad_separation: bool = False  # train on a separation that fails the health check (flagged in the report)
+    # keep images whose separation confidence (autobackswap.detect.confidence) is below this as originals:
+    # never swapped, never a background donor; 0 = off. Learned masks only (the oracle has no detector).
+    min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         if self.label_budget <= 0:
             raise ValueError(f"label_budget must be positive, got {self.label_budget}")
+        if not 0.0 <= self.max_unswapped <= 1.0:
+            raise ValueError(f"max_unswapped is a share in [0, 1], got {self.max_unswapped}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence is a confidence in [0, 1], got {self.min_confidence}")
         ENGINES.get(self.engine)  # KeyError listing the valid names
 
     @classmethod
@@ -104,7 +122,8 @@ class PipelineConfig:
 
     def settings(self) -> dict[str, Any]:
         """The options a result depends on (:meth:`flat` without the execution-only ones)."""
-        return {k: v for k, v in self.flat().items() if k not in EXECUTION_ONLY}
+        return {k: v for k, v in self.flat().items()
+                if k not in EXECUTION_ONLY and not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}
 
     def separation_config(self, seed: int) -> SeparationConfig:
         return replace(self.separation, seed=seed)
@@ -128,6 +147,27 @@ class Banks:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def check_inputs(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False) -> None:
+    """What the pipeline will learn from is there and valid, checked without training: ground-truth
+    segmentations for the oracle; else the patch labels (masks.csv or label store rows, or a label
+    sample from segmentations/) with both kinds of patch."""
+    if oracle:
+        if not data.train.has_segmentations:
+            raise missing_masks_error(data)
+        return
+    _, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.detector.grid, cfg.labels,
+                            cfg.label_budget, cfg.label_threshold, seed)
+    check_labels(grids)
+
+
+def missing_masks_error(data: ExperimentData) -> AutoBackSwapError:
+    """The oracle's error when some training image has no ground-truth mask: it names the first one."""
+    train = data.train.records
+    missing = next((r for r in train if not data.dataset.segmentation_path(r).is_file()), train[0])
+    return AutoBackSwapError(f"{data.dataset.root}: the oracle needs a ground-truth mask for every training image; "
+                             f"the first missing: {data.dataset.segmentation_path(missing)}")
+
+
 def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir: Path | None = None) -> tuple[Detector, dict[str, Any]]:
     """Train (or load from the cache) the detector on the labelled training images."""
     idx, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.detector.grid, cfg.labels,
@@ -143,12 +183,19 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
         if path.is_file():
             log.info("detector: loading cached %s", path)
             det = Detector.load(path, device=cfg.detector.device)
-            return det, {"n_labels": len(idx), "patch_balanced_accuracy": det.holdout_balanced_accuracy_, "detector": str(path)}
-    det.fit(data.train.images[idx], grids)
-    if path is not None:
-        det.save(path)
+    reused = hasattr(det, "model_")
+    if not reused:
+        log.info("fitting the detector: %d labelled images, %dx%d grid, %d epochs (%s backbone)", len(idx),
+                 det.config.grid, det.config.grid, det.config.epochs, det.config.backbone)
+        det.fit(data.train.images[idx], grids)
+        if path is not None:
+            det.save(path)
+    # how well the tight masks (p_bg < t_tight) reproduce the labelled patches: the health check's second signal
+    agreement = balanced_accuracy(det.predict_proba(data.train.images[idx]), grids, 1.0 - cfg.separation.t_tight)
+    # detector_seconds: what the fit took when it ran (None for checkpoints older than the record)
     return det, {"n_labels": len(idx), "patch_balanced_accuracy": det.holdout_balanced_accuracy_,
-                 "detector": str(path) if path else None}
+                 "labelled_agreement": agreement, "detector": str(path) if path else None,
+                 "detector_seconds": det.fit_seconds_, "detector_reused": reused}
 
 
 def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False,
@@ -176,7 +223,7 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
                if stream else train.segmentations)
     if oracle:
         if seg is None:
-            raise AutoBackSwapError(f"{data.dataset.root}: the oracle needs segmentations/ for every training image")
+            raise missing_masks_error(data)
         digest = sep_cfg.digest(f"{data.image_size}:{fingerprint(train.images, seg)}")
         out = data.run_dir / "separation" / f"oracle_{digest}"
         job = SeparationJob(out, sep_cfg, segmentations=[str(data.dataset.segmentation_path(r)) for r in train.records],
@@ -191,21 +238,75 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
         out = data.run_dir / "separation" / f"abs_{digest}"
         job = SeparationJob(out, sep_cfg, detector=str(checkpoint), extra_config={"detector": info.get("detector")},
                             device=cfg.detector.device, **manifest)
+    start = time.perf_counter()
     result = read_result(job) if readonly else run_job(job, cfg.engine, cfg.workers, cfg.ray_address)
+    info["separation_seconds"] = time.perf_counter() - start  # the cut-outs and inpainting (cached: reading them)
+    info["inpainter"] = sep_cfg.inpainter
     info["separation"] = str(out)
     info["separation_counts"] = result.counts
     fg, bg = pack_banks(out, len(train)) if stream else load_banks(out, len(train))
     if seg is not None:
         info["mask_iou"] = mean_mask_iou(fg, seg)
-    swap = BackgroundSwap(fg, bg, train.labels, cfg.swap, data.num_classes)
+    confidence = None if oracle else confidence_by_index(out / CONFIDENCE_FILE, len(train))
+    keep = low_confidence(confidence, cfg.min_confidence, info)
+    swap = BackgroundSwap(fg, bg, train.labels, cfg.swap, data.num_classes, keep_original=keep)
+    if keep is not None:
+        info["n_unswapped"] = len(train) - int(swap.usable.sum())  # no-fg, all-fg or below min_confidence
     info["contact_sheet"] = str(out / "contact_sheet.png")
     if readonly:
         return Banks(swap, info)
-    rows = np.linspace(0, len(train) - 1, min(8, len(train))).round().astype(int)
+    problem = separation_problem(info, len(train), cfg)
+    rows = sheet_rows(len(train), 8, confidence)
     separation_sheet(out / "contact_sheet.png", train.images[rows], fg[rows], bg[rows],
                      composites_for(swap, train.images, rows, 3, seed),
-                     None if oracle or detector is None else detector.predict_proba(train.images[rows]))
+                     None if oracle or detector is None else detector.predict_proba(train.images[rows]),
+                     row_titles=None if confidence is None else confidence_titles(rows, confidence))
+    if problem is not None:
+        if not cfg.allow_bad_separation:
+            raise AutoBackSwapError(
+                f"the separation looks broken: {problem}. Look at {out / 'contact_sheet.png'}; try a --t-tight nearer "
+                f"0.5, more --detector-epochs or more labels; --allow-bad-separation trains on it anyway")
+        log.warning("SEPARATION WARNING (training anyway, --allow-bad-separation): %s", problem)
+        info["separation_warning"] = problem
     return Banks(swap, info)
+
+
+def low_confidence(confidence: np.ndarray | None, min_confidence: float, info: dict[str, Any]) -> np.ndarray | None:
+    """(N,) bool: the images kept as originals (confidence below ``min_confidence``; None when the option
+    is off or there is no confidence). Records the mean confidence, the least confident images and the
+    count kept in ``info``."""
+    if confidence is None:
+        if min_confidence > 0:
+            log.info("min_confidence=%s ignored: ground-truth masks have no detector confidence", min_confidence)
+        return None
+    order = sheet_rows(len(confidence), 5, confidence)
+    info["confidence_mean"] = float(confidence.mean()) if len(confidence) else None
+    info["least_confident"] = [{"index": int(i), "confidence": round(float(confidence[i]), 4)} for i in order]
+    if min_confidence <= 0:
+        return None
+    keep = confidence < min_confidence
+    info["kept_original"] = int(keep.sum())
+    log.info("separation: %d of %d images below min_confidence=%s are kept as originals", int(keep.sum()),
+             len(keep), min_confidence)
+    return keep
+
+
+def separation_problem(info: dict[str, Any], n: int, cfg: PipelineConfig) -> str | None:
+    """What is wrong with a finished separation, or None: too many images left unswapped, or tight
+    masks that disagree with the labelled images."""
+    counts = info["separation_counts"]
+    problems = []
+    kept = info.get("kept_original", 0)  # below min_confidence (some may be no-fg / all-fg too)
+    unswapped = info.get("n_unswapped", counts.get("no_fg", 0) + counts.get("all_fg", 0))
+    if unswapped > cfg.max_unswapped * n:
+        problems.append(f"{unswapped} of {n} training images ({unswapped / n:.0%}) would train unswapped "
+                        f"({counts.get('all_fg', 0)} all foreground, {counts.get('no_fg', 0)} no foreground, "
+                        f"{kept} below min_confidence; at most {cfg.max_unswapped:.0%} allowed)")
+    agreement = info.get("labelled_agreement")
+    if agreement is not None and agreement < MIN_AGREEMENT:
+        problems.append(f"the tight masks (p_bg < {cfg.separation.t_tight}) reproduce the labelled images' patches "
+                        f"with balanced accuracy {agreement:.2f} (< {MIN_AGREEMENT})")
+    return "; ".join(problems) or None
 
 
 def mean_mask_iou(foregrounds: Any, segmentations: Any, chunk: int = 1024) -> float:

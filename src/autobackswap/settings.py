@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 from .data.splits import crop_load_size
 from .errors import DataError
 from .experiment import ExperimentConfig
-from .options import field_kinds
+from .methods import METHODS, parse_method_spec
+from .methods.base import expand_methods
+from .options import ALIASES, field_kinds
 from .pipeline import PipelineConfig
 from .train.loop import TrainConfig
 
@@ -82,14 +84,27 @@ def recipe_record(recipe: Mapping[str, Any], resolved: Mapping[str, Mapping[str,
             "paper": dict(recipe.get("paper") or {})}
 
 
+def used_options(options: Mapping[str, Any], given: Mapping[str, Any], specs: Sequence[str]) -> dict[str, Any]:
+    """The pipeline options passed to the methods ``specs``: every option given explicitly (one that none of
+    them uses is then an error, see ``methods.base.check_shared_options``), and those from the recipe or the
+    device only where one of them uses it (a recipe's detector settings do not stop ``--methods erm``)."""
+    classes = [METHODS.get(parse_method_spec(s)[0]) for s in specs]
+    return {k: v for k, v in options.items()
+            if k in given or any(ALIASES.get(k, k) in cls.option_names() for cls in classes)}
+
+
 def resolve(data: str, recipe: Mapping[str, Any] | None = None,
-            overrides: Mapping[str, Mapping[str, Any]] | None = None, device: str | None = None) -> ExperimentConfig:
+            overrides: Mapping[str, Mapping[str, Any]] | None = None, device: str | None = None,
+            runs: Sequence[str] | None = None) -> ExperimentConfig:
     """The experiment configuration for ``data``: defaults <- ``recipe`` <- ``overrides`` (explicit options,
     by section: ``experiment``, ``train``, ``pipeline``).
 
     ``device`` (the command line's ``--device``) is where the classifier trains and the detector runs;
     without it, a recipe's ``[train] device`` also places the detector unless ``[pipeline]
-    detector_device`` says otherwise."""
+    detector_device`` says otherwise.
+
+    ``runs`` (default: the config's methods, with the label-budget sweep) are the methods the pipeline
+    options are for: an option from the recipe or the device that none of them uses is left out."""
     kinds = section_kinds()
     recipe = recipe or {}
     overrides = overrides or {}
@@ -104,7 +119,9 @@ def resolve(data: str, recipe: Mapping[str, Any] | None = None,
     seeds = merged["experiment"].get("seeds") or [0]
     train = TrainConfig(**merged["train"], seed=seeds[0])  # invalid values raise here, before any data is read
     PipelineConfig.from_options(merged["pipeline"])
-    cfg = ExperimentConfig(data=str(data), train=train, method_options=merged["pipeline"], **merged["experiment"])
+    cfg = ExperimentConfig(data=str(data), train=train, **merged["experiment"])
+    specs = runs if runs is not None else expand_methods(cfg.methods, cfg.label_budgets)
+    cfg.method_options = used_options(merged["pipeline"], given["pipeline"], specs)
     crop_load_size(cfg.image_size, cfg.eval_crop)
     if recipe:
         resolved = {"experiment": asdict(cfg), "train": asdict(train), "pipeline": PipelineConfig.from_options(
@@ -113,4 +130,4 @@ def resolve(data: str, recipe: Mapping[str, Any] | None = None,
     return cfg
 
 
-__all__ = ["SETTING_SECTIONS", "checked", "recipe_record", "resolve", "section_kinds"]
+__all__ = ["SETTING_SECTIONS", "checked", "recipe_record", "resolve", "section_kinds", "used_options"]

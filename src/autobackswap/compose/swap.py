@@ -78,15 +78,23 @@ class BackgroundSwap:
     """
 
     def __init__(self, foregrounds: np.ndarray | DiskArray, backgrounds: np.ndarray | DiskArray, labels: np.ndarray,
-                 config: SwapConfig | None = None, num_classes: int | None = None) -> None:
-        """``foregrounds`` (N, H, W, 4) uint8 RGBA, ``backgrounds`` (N, H, W, 3) uint8, ``labels`` (N,) ints."""
+                 config: SwapConfig | None = None, num_classes: int | None = None,
+                 keep_original: np.ndarray | None = None) -> None:
+        """``foregrounds`` (N, H, W, 4) uint8 RGBA, ``backgrounds`` (N, H, W, 3) uint8, ``labels`` (N,) ints;
+        ``keep_original`` (N,) bool marks images to keep as they are: never swapped, never a donor
+        (e.g. a separation the detector is not confident of)."""
         if not (len(foregrounds) == len(backgrounds) == len(labels)):
             raise ValueError("foregrounds, backgrounds and labels must have the same length")
+        if keep_original is not None and np.shape(keep_original) != (len(labels),):
+            raise ValueError(f"keep_original must be one bool per image, shape ({len(labels)},), "
+                             f"got {np.shape(keep_original)}")
         self.config = config or SwapConfig()
         self.fg = as_bank(foregrounds)  # NHWC uint8, converted per batch
         self.bg = as_bank(backgrounds)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.usable = usable_images(self.fg)  # images with a real cut-out and a real background
+        if keep_original is not None:
+            self.usable &= ~torch.as_tensor(np.asarray(keep_original, dtype=bool))
         k = num_classes or int(self.labels.max()) + 1
         self.donors = donors_by_class(self.labels, self.usable, k)
         if not bool(self.usable.any()):

@@ -1,4 +1,4 @@
-"""Dataset layout, synthetic benchmark, patch grids."""
+"""Dataset layouts (Waterbirds, Spawrious, IN-9, MetaShift, image folders), synthetic benchmark, patch grids."""
 
 from .grid import grid_to_mask, grid_to_string, mask_to_grid, string_to_grid
 from .images import pil_to_rgb, read_rgb
@@ -11,6 +11,7 @@ from .layout import (
     read_dataset,
     read_masks_csv,
 )
+from .layouts import read_layout
 
 __all__ = [
     "SPLITS",
@@ -23,6 +24,7 @@ __all__ = [
     "mask_to_grid",
     "pil_to_rgb",
     "read_dataset",
+    "read_layout",
     "read_masks_csv",
     "read_rgb",
     "string_to_grid",

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from ..errors import DataError
+from ..progress import progress
 
 
 def pil_to_rgb(img: Image.Image) -> np.ndarray:
@@ -52,6 +52,32 @@ def read_gray(path: str | Path, row: int | None = None) -> np.ndarray:
         raise DataError(path, f"cannot decode mask ({exc})", row) from None
 
 
+def read_npy_mask(path: str | Path, row: int | None = None) -> np.ndarray:
+    """A mask stored as a 2-D ``.npy`` array (the backgrounds challenge's ``fg_mask``): values in {0, 1}
+    (bool or integer) or 0..255, returned as HW uint8 with 255 = foreground."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(path, "mask file not found", row) from None
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read mask array ({exc})", row) from None
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim != 2 or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise DataError(path, f"mask array must be 2-D numbers, got shape {array.shape} dtype {array.dtype}", row)
+    values = array.astype(np.float64)
+    scale = 255.0 if values.max(initial=0.0) <= 1.0 else 1.0
+    return np.clip(values * scale, 0, 255).astype(np.uint8)
+
+
+MASK_READERS = {".npy": read_npy_mask}  # by suffix; every other mask is an image file (read_gray)
+
+
+def read_mask(path: str | Path, row: int | None = None) -> np.ndarray:
+    """Decode a ground-truth mask of any supported kind to HW uint8 (255 = foreground)."""
+    return MASK_READERS.get(Path(path).suffix.lower(), read_gray)(path, row)
+
+
 def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
     """Resize HWC uint8 to ``size`` x ``size`` (area filter when shrinking)."""
     if image.shape[0] == size and image.shape[1] == size:
@@ -74,8 +100,8 @@ def decode_images(paths: Sequence[str | Path], rows: Sequence[int | None], size:
     with ``desc`` for long lists)."""
     out = np.empty((len(paths), size, size, 3), np.uint8)
     items = zip(paths, rows, strict=True)
-    for k, (path, row) in enumerate(tqdm(items, total=len(paths), desc=desc, leave=False,
-                                         disable=desc is None or len(paths) < 500)):
+    for k, (path, row) in enumerate(progress(items, total=len(paths), desc=desc,
+                                             quiet=desc is None or len(paths) < 500)):
         out[k] = resize_rgb(read_rgb(path, row), size)
     return out
 
@@ -89,7 +115,7 @@ def decode_masks(paths: Sequence[str | Path], rows: Sequence[int | None], size: 
         if not Path(path).is_file():
             what = f"segmentation for {names[k]!r} not found" if names is not None else "segmentation not found"
             raise DataError(path, what, row)
-        out[k] = resize_mask(read_gray(path, row), size)
+        out[k] = resize_mask(read_mask(path, row), size)
     return out
 
 

@@ -32,7 +32,7 @@ REQUIRED_COLUMNS = ("img_filename", "y", "split", "place")
 class Record:
     """One row of ``metadata.csv``."""
 
-    row: int  # line number in metadata.csv (header is line 1)
+    row: int | None  # line number in metadata.csv (header is line 1); None where a layout has no CSV row
     img_id: str
     img_filename: str
     path: Path
@@ -48,16 +48,27 @@ class ImageDataset:
     root: Path
     records: list[Record]
     classes: list[int] = field(default_factory=list)
+    # Set by the other layouts (data/layouts/); the defaults are the Waterbirds layout's.
+    layout: str = "waterbirds"
+    source: Path | None = None  # the file or folder that defines the dataset (default metadata.csv)
+    mask_paths: dict[str, Path] | None = None  # img_filename -> its ground-truth mask file
+    masks_csv: Path | None = None  # where the layout keeps patch labels (default DATA/masks.csv)
+    shared_labels_root: Path | None = None  # masks.csv rows naming another image under it (another variant's) are skipped
+    class_names: dict[int, str] = field(default_factory=dict)
+    place_names: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what a report should say about the data
 
     @property
     def metadata_path(self) -> Path:
-        return self.root / "metadata.csv"
+        return self.source or self.root / "metadata.csv"
 
     def split(self, name: str) -> list[Record]:
         code = SPLITS[name]
         return [r for r in self.records if r.split == code]
 
     def segmentation_path(self, record: Record) -> Path:
+        if self.mask_paths is not None:
+            return self.mask_paths[record.img_filename]
         return (self.root / "segmentations" / record.img_filename).with_suffix(".png")
 
     @property
@@ -67,7 +78,7 @@ class ImageDataset:
 
     @property
     def masks_csv_path(self) -> Path:
-        return self.root / "masks.csv"
+        return self.masks_csv or self.root / "masks.csv"
 
     def lookup(self) -> dict[str, Record]:
         """Index by ``img_id`` and by ``img_filename`` (the keys ``masks.csv`` may use)."""
@@ -179,6 +190,9 @@ def read_masks_csv(path: str | Path, dataset: ImageDataset) -> dict[str, np.ndar
             line = reader.line_num
             info = (row.get("info") or "").strip()
             record = index.get(info)
+            if record is None and dataset.shared_labels_root is not None and (
+                    dataset.shared_labels_root / info.lstrip("/")).is_file():
+                continue
             if record is None:
                 raise DataError(path, f"unknown id {info!r}: no img_id or img_filename in metadata.csv matches", line)
             try:

@@ -49,10 +49,10 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from ..errors import AutoBackSwapError, DataError
 from ..io import csv_bytes, encode_png, write_bytes, write_json, write_png
+from ..progress import progress
 from ..tensors import composite, to_images
 from .assets import default_assets_dir, package_version, prepare_assets
 from .images import image_grid, pil_to_rgb, resize_rgb
@@ -449,7 +449,7 @@ def _load_assets(birds: list[BirdSpec], backgrounds: list[BackgroundSpec], asset
     log.info("loading %d cut-outs and %d background photos", len(birds), len(backgrounds))
     stamps = [load_cutout(files[(b.package, b.path)], image_size) for b in birds]
     regions = [load_background(files[(b.package, b.path)], b.box, image_size)
-               for b in tqdm(backgrounds, desc="background photos", leave=False)]
+               for b in progress(backgrounds, desc="background photos")]
     return _Assets(birds, backgrounds, stamps, regions, sorted({pkg for pkg, _ in required}))
 
 
@@ -480,7 +480,7 @@ def _render_splits(plans: list[_SplitPlan], loaded: _Assets, opts: _Options
     (the first ``preview_columns`` images of each group)."""
     samples: dict[str, list[_Sample]] = {}
     previews: dict[str, dict[tuple[int, int], list[np.ndarray]]] = {}
-    with tqdm(total=sum(len(p.groups) for p in plans), desc="TuxBirds images", leave=False) as bar:
+    with progress(total=sum(len(p.groups) for p in plans), desc="TuxBirds images") as bar:
         for plan in plans:
             samples[plan.key], previews[plan.key] = [], {}
             for j, (y, place) in enumerate(plan.groups):
@@ -545,7 +545,7 @@ def _write_setting(out: Path, setting: str, samples: list[_Sample], config: dict
 
 def _write_dataset(folder: Path, setting: str, samples: list[_Sample], config: dict[str, object]) -> None:
     """Images, segmentations, ``config.json`` and ``metadata.csv`` in the Waterbirds layout."""
-    for s in tqdm(samples, desc=f"writing {setting}", leave=False):
+    for s in progress(samples, desc=f"writing {setting}"):
         name = str(s.row["img_filename"])
         _write_plain(folder / "images" / name, s.image)  # the whole folder is renamed into place
         _write_plain(folder / "segmentations" / name, s.mask)

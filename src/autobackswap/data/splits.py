@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import AutoBackSwapError
 from .groups import group_counts, majority_groups
-from .layout import ImageDataset, Record, load_images, load_segmentations, read_dataset
+from .layout import ImageDataset, Record, load_images, load_segmentations
+from .layouts import read_layout
 from .stream import image_cache
 
 SPLITS = ("train", "val", "test")
@@ -120,12 +121,14 @@ def load_split(dataset: ImageDataset, name: str, image_size: int, classes: list[
 
 
 def load_experiment_data(data_dir: str | Path, image_size: int, run_dir: str | Path, stream: bool = False,
-                         drop_minority: bool = False, eval_crop: float = 1.0) -> ExperimentData:
-    """The three splits of the dataset at ``data_dir``; ``stream`` keeps every split's images on disk.
+                         drop_minority: bool = False, eval_crop: float = 1.0,
+                         layout: str = "auto") -> ExperimentData:
+    """The three splits of the dataset at ``data_dir`` (read in ``layout``, see :mod:`.layouts`); ``stream``
+    keeps every split's images on disk.
 
     ``drop_minority`` drops the train and val images outside each class's most frequent place in train;
     ``eval_crop`` < 1 centre-crops val and test (see the module docstring)."""
-    dataset = read_dataset(data_dir)
+    dataset = read_layout(data_dir, layout)
     cache = Path(run_dir) / "cache" if stream else None
     keep = None
     if drop_minority:
@@ -137,14 +140,21 @@ def load_experiment_data(data_dir: str | Path, image_size: int, run_dir: str | P
     return ExperimentData(dataset, image_size, train, val, test, Path(run_dir))
 
 
-def load_also_test(also_test: dict[str, str], data: ExperimentData) -> dict[str, SplitData]:
-    """The test splits of other datasets (e.g. TuxBirds' ``unseen`` beside ``seen``), scored by every model.
+def load_also_test(also_test: dict[str, str], data: ExperimentData, layout: str = "auto") -> dict[str, SplitData]:
+    """The test splits of other datasets (e.g. TuxBirds' ``unseen`` beside ``seen``, or an IN-9 variant folder),
+    scored by every model; each is read in ``layout`` and needs only a test split.
 
     Their classes must be the training classes; a model trained once is then scored on each."""
     splits = {}
     for name, path in also_test.items():
-        dataset = read_dataset(path)
-        if sorted(dataset.classes) != sorted(data.dataset.classes):
+        dataset = read_layout(path, layout, need=("test",))
+        names, train_names = dataset.class_names, data.dataset.class_names
+        if names and train_names and [names.get(c) for c in dataset.classes] != [
+                train_names.get(c) for c in dataset.classes]:
+            raise AutoBackSwapError(f"{dataset.metadata_path}: --also-test {name}: class names "
+                                    f"{[names[c] for c in dataset.classes]} are not the training classes' "
+                                    f"{[train_names.get(c) for c in dataset.classes]}")
+        if not set(dataset.classes) <= set(data.dataset.classes):
             raise AutoBackSwapError(f"{dataset.metadata_path}: --also-test {name}: classes {dataset.classes} are not "
                                     f"the training classes {data.dataset.classes}")
         splits[name] = load_split(dataset, "test", data.image_size, data.dataset.classes)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..io import atomic_open, digest
+from ..progress import progress
 from .images import decode_images
 from .layout import ImageDataset, Record, load_segmentations
 
@@ -184,7 +184,7 @@ def write_npy(path: str | Path, shape: tuple[int, ...], dtype: Any, chunks: Iter
 
 def map_rows(n: int, read: Callable[[int, int], np.ndarray], chunk: int = CHUNK, desc: str | None = None) -> Iterator[np.ndarray]:
     """Chunks ``read(start, stop)`` for ``start`` in ``range(0, n, chunk)``, with a progress bar."""
-    bar = tqdm(total=n, desc=desc, leave=False, disable=desc is None or n < 2000)
+    bar = progress(total=n, desc=desc, quiet=desc is None or n < 2000)
     for start in range(0, n, chunk):
         rows = read(start, min(n, start + chunk))
         bar.update(len(rows))

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..io import csv_bytes, write_bytes, write_json, write_png
+from ..progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def make_synthetic(
     ]
     rows: list[tuple[int, str, int, int, int]] = []
     total = sum(len(plan) for _, plan in splits)
-    with tqdm(total=total, desc="synthetic images", leave=False) as bar:
+    with progress(total=total, desc="synthetic images") as bar:
         for split, plan in splits:
             for y, place in plan:
                 idx = len(rows)
@@ -219,5 +219,5 @@ def make_synthetic(
         {"generator": "synthetic", "n_train": n_train, "n_val": n_val, "n_test": n_test,
          "correlation": correlation, "val_correlation": val_corr, "image_size": image_size, "seed": seed},
     )
-    log.info("wrote %d images to %s", len(rows), out)
+    log.debug("wrote %d images to %s", len(rows), out)
     return out

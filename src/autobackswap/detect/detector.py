@@ -29,11 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .. import runtime, seeding
 from ..errors import AutoBackSwapError, NotFittedError
 from ..io import atomic_open
+from ..progress import progress
+from .confidence import area_range
 from .model import BACKBONES, create_backbone
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ class Detector:
         history: list[dict[str, float]] = []
         bad_epochs = 0
         start = time.perf_counter()
-        for epoch in tqdm(range(cfg.epochs), desc="detector", leave=False):
+        for epoch in progress(range(cfg.epochs), desc="detector"):
             model.train()
             perm = torch.from_numpy(train)[torch.randperm(len(train), generator=generator)]
             total_loss = 0.0
@@ -208,6 +209,7 @@ class Detector:
         self.best_epoch_ = best[2] if n_hold else len(history)
         self.holdout_balanced_accuracy_ = best[0] if n_hold else None
         self.n_labels_ = len(images)
+        self.fg_area_range_: tuple[float, float] | None = area_range(grids)  # for the separation confidence
         self.fit_seconds_ = time.perf_counter() - start
         log.info("detector: %d labels, hold-out balanced patch accuracy %s, %.1fs", len(images),
                  f"{best[0]:.3f}" if n_hold else "n/a", self.fit_seconds_)
@@ -250,7 +252,8 @@ class Detector:
             raise NotFittedError("cannot save an unfitted Detector")
         payload = {"kind": "detector", "config": asdict(self.config), "state_dict": self.model_.state_dict(),
                    "history": self.history_, "best_epoch": self.best_epoch_,
-                   "holdout_balanced_accuracy": self.holdout_balanced_accuracy_, "n_labels": self.n_labels_}
+                   "holdout_balanced_accuracy": self.holdout_balanced_accuracy_, "n_labels": self.n_labels_,
+                   "fit_seconds": self.fit_seconds_, "fg_area_range": self.fg_area_range_}
         with atomic_open(path, "wb") as fh:
             torch.save(payload, fh)
 
@@ -271,4 +274,7 @@ class Detector:
         det.best_epoch_ = payload["best_epoch"]
         det.holdout_balanced_accuracy_ = payload["holdout_balanced_accuracy"]
         det.n_labels_ = payload["n_labels"]
+        det.fit_seconds_ = payload.get("fit_seconds")  # what the fit took (None in older checkpoints)
+        area = payload.get("fg_area_range")  # None in checkpoints saved before it was recorded
+        det.fg_area_range_ = None if area is None else (float(area[0]), float(area[1]))
         return det

@@ -73,8 +73,10 @@ def patch_labels(
             log.info("%s: labels are %dx%d grids; using G=%d", source, grids.shape[1], grids.shape[1], grids.shape[1])
         return idx, grids
     if not dataset.has_segmentations:
+        missing = next((r for r in train_records if not dataset.segmentation_path(r).is_file()), train_records[0])
         raise AutoBackSwapError(
-            f"{dataset.root}: no patch labels given and no segmentations/ to derive them from; "
+            f"{dataset.root}: no patch labels given and no ground-truth mask to derive them from for every training "
+            f"image (the first missing: {dataset.segmentation_path(missing)} for {missing.img_filename!r}); "
             "pass --labels masks.csv or a label store made with `autobackswap label`"
         )
     n = min(budget, len(train_records))

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import seeding
+from ..progress import progress
 from ..separate.inpaint import create_inpainter
 from ..separate.masks import create_refiner
 from ..separate.run import SeparationConfig, masks_from_grid, masks_from_segmentation, separate_one
@@ -123,7 +123,7 @@ def build_diagnostic_sets(
     refine = create_refiner(cfg.refine) if p_fg is not None else None
     fgs, bgs, keep = [], [], []
     statuses = {"ok": 0, "no_fg": 0, "all_fg": 0}
-    for i in tqdm(range(len(images)), desc="diagnostic sets", leave=False, disable=len(images) < 500):
+    for i in progress(range(len(images)), desc="diagnostic sets", quiet=len(images) < 500):
         if segmentations is not None:
             alpha, hole = masks_from_segmentation(segmentations[i])
         else:

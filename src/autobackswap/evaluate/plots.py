@@ -3,6 +3,8 @@ switch, no display needed).
 
 * :func:`group_bars`: per-group test accuracy of every method (mean over seeds, std as error bars).
 * :func:`label_efficiency_plot`: worst-group accuracy against the number of labelled images.
+* :func:`training_curves`: train loss and validation accuracy per epoch of every method and seed (the
+  ``history`` each run saved).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def group_bars(results: dict[str, Any], split: str = "test") -> bytes | None:
     majority = _majority(results)
     groups = [(g["y"], g["place"]) for g in methods[0][1]["groups"]]
     width = 0.8 / len(groups)
-    fig = Figure(figsize=(min(10.5, max(6.0, 0.85 * len(methods) + 2.5)), 4.0))
+    fig = Figure(figsize=(min(11.0, max(6.5, 1.35 * len(methods) + 2.0)), 4.6))
     ax = fig.add_subplot()
     x = np.arange(len(methods))
     for k, (gy, gp) in enumerate(groups):
@@ -60,14 +62,51 @@ def group_bars(results: dict[str, Any], split: str = "test") -> bytes | None:
         ax.plot([i - 0.42, i + 0.42], [wga, wga], color="black", linewidth=1.2, linestyle="--",
                 label="worst-group accuracy" if i == 0 else None)
     ax.set_xticks(x)
-    ax.set_xticklabels([_wrap(n) for n, _ in methods], fontsize=7)
+    ax.set_xticklabels([_wrap(n) for n, _ in methods], fontsize=10 if len(methods) <= 6 else 8.5)
+    ax.tick_params(axis="y", labelsize=9.5)
+    ax.set_xlim(-0.6, len(methods) - 0.4)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"{split} accuracy")
+    ax.set_ylabel(f"{split} accuracy", fontsize=10.5)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.legend(fontsize=9, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
+    return _png(fig)
+
+
+def training_curves(results: dict[str, Any]) -> bytes | None:
+    """Train loss (left) and validation accuracy (right) per epoch: one colour per method, one line per seed
+    (a dot marks the epoch selected by validation accuracy). None when no run saved a history."""
+    curves = [(name, run) for name, entry in results["methods"].items() for run in entry.get("runs", [])
+              if run.get("history")]
+    if not curves:
+        return None
+    fig = Figure(figsize=(11.0, 4.0), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(dict.fromkeys(n for n, _ in curves))}
+    styles = ("-", "--", ":", "-.")
+    seeds = sorted({int(run.get("seed", 0)) for _, run in curves})
+    for name, run in curves:
+        epochs = [h["epoch"] for h in run["history"]]
+        style = styles[seeds.index(int(run.get("seed", 0))) % len(styles)]
+        label = name if len(seeds) == 1 else f"{name}, seed {run.get('seed', 0)}"
+        loss_ax.plot(epochs, [h["train_loss"] for h in run["history"]], style, marker=".", color=colours[name],
+                     linewidth=1.3, label=label)
+        acc_ax.plot(epochs, [h["val_accuracy"] for h in run["history"]], style, marker=".", color=colours[name],
+                    linewidth=1.3)
+        best = run.get("best_epoch")
+        if best and 1 <= best <= len(run["history"]):
+            acc_ax.plot([best], [run["history"][best - 1]["val_accuracy"]], "o", color=colours[name], markersize=6)
+    for ax, ylabel in ((loss_ax, "train loss"), (acc_ax, "validation accuracy (average)")):
+        ax.set_xlabel("epoch", fontsize=10.5)
+        ax.set_ylabel(ylabel, fontsize=10.5)
+        ax.tick_params(labelsize=9.5)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    acc_ax.set_ylim(0, 1.02)
+    fig.legend(*loss_ax.get_legend_handles_labels(), fontsize=9, loc="outside right center", frameon=False)
     return _png(fig)
 
 

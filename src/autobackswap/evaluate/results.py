@@ -3,6 +3,7 @@ aggregated over seeds (means, spreads, skips, the label-efficiency curve)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from ..data.groups import group_counts
-from ..data.layout import read_dataset
+from ..data.layouts import read_layout
 from ..data.splits import SplitData, load_split
 from ..methods.base import SWEPT_METHOD, parse_method_spec
 from ..train.loop import load_classifier, predict_logits
@@ -37,6 +38,13 @@ def _skip_reason(reasons: dict[int, str]) -> str:
     return unique[0] if len(unique) == 1 else "; ".join(f"seed {s}: {r}" for s, r in reasons.items())
 
 
+def classifier_seconds(run: dict[str, Any]) -> float:
+    """A run's ``train_seconds`` without what it spent fitting a detector (a reused one took no time here)
+    and separating the training set: the classifier's training."""
+    detector = 0.0 if run.get("detector_reused") else float(run.get("detector_seconds") or 0.0)
+    return max(0.0, float(run["train_seconds"]) - detector - float(run.get("separation_seconds") or 0.0))
+
+
 def finalize_entry(entry: dict[str, Any], runs: list[dict[str, Any]], skipped: dict[int, str]) -> None:
     if skipped:
         if runs:
@@ -50,12 +58,27 @@ def finalize_entry(entry: dict[str, Any], runs: list[dict[str, Any]], skipped: d
         entry["val"] = aggregate([r["val"] for r in runs])
         for key in [k for k in runs[0] if k.startswith("test:")]:
             entry[key] = aggregate([r[key] for r in runs])
-        entry["train_seconds"] = float(np.mean([r["train_seconds"] for r in runs]))
-        for key in ("mask_iou", "patch_balanced_accuracy"):
+        entry["train_seconds"] = float(np.mean([r["train_seconds"] for r in runs]))  # everything the method did
+        entry["classifier_seconds"] = float(np.mean([classifier_seconds(r) for r in runs]))
+        for key in ("mask_iou", "patch_balanced_accuracy", "detector_seconds", "separation_seconds"):
             values = [r[key] for r in runs if r.get(key) is not None]
             if values:
                 entry[key] = float(np.mean(values))
+        gap = official_bg_gap(entry)
+        if gap is not None:
+            entry["bg_gap_official"] = gap
+        if "detector_seconds" in entry:  # every seed loaded a detector an earlier run fitted
+            entry["detector_reused"] = all(r.get("detector_reused", False) for r in runs if r.get("detector_seconds") is not None)
         entry["runs"] = runs
+
+
+def official_bg_gap(entry: dict[str, Any]) -> float | None:
+    """BG-gap from the backgrounds challenge's own images: average accuracy on the ``--also-test`` sets named
+    ``mixed_same`` and ``mixed_rand`` (None unless both were scored)."""
+    same, rand = entry.get("test:mixed_same"), entry.get("test:mixed_rand")
+    if not same or not rand:
+        return None
+    return float(same["average_accuracy"] - rand["average_accuracy"])
 
 
 def split_groups(split: SplitData) -> list[dict[str, int]]:
@@ -97,11 +120,30 @@ def label_efficiency(results: dict[str, Any]) -> dict[str, Any] | None:
             "reference_worst_group_accuracy": reference}
 
 
-def evaluate_checkpoint(data_dir: str | Path, checkpoint: str | Path, split: str = "test") -> dict[str, Any]:
-    """``autobackswap evaluate``: a saved classifier's group metrics on one split of a dataset (majority
-    groups from that dataset's training split)."""
+def evaluate_checkpoint(data_dir: str | Path, checkpoint: str | Path, split: str = "test",
+                        layout: str = "auto") -> dict[str, Any]:
+    """``autobackswap evaluate``: a saved classifier's group metrics on one split of a dataset (read in
+    ``layout``; majority groups from that dataset's training split)."""
     model, payload = load_classifier(checkpoint)
-    dataset = read_dataset(data_dir)
+    dataset = read_layout(data_dir, layout)
     data = load_split(dataset, split, payload["image_size"], payload["classes"])
     train = dataset.split("train")
     return evaluate_model(model, data, group_counts([r.y for r in train], [r.place for r in train]), payload["classes"])
+
+
+def finished_run(run_dir: Path, spec: str, seed: int, key: str) -> tuple[dict[str, Any], nn.Module] | None:
+    """The record and model of a run an earlier, interrupted ``experiment`` finished with the same key.
+
+    The record is written (atomically) only after its model, so a record means the run is complete."""
+    model_file = model_path(run_dir, spec, seed)
+    record_file = model_file.with_suffix(".json")
+    if not (record_file.is_file() and model_file.is_file()):
+        return None
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if record.get("key") != key:
+        return None
+    model, _ = load_classifier(model_file)
+    return record, model

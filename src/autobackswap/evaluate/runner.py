@@ -154,10 +154,11 @@ def finish_diagnostics(results: dict[str, Any]) -> None:
 
 def diagnose_run(run_dir: str | Path, data_dir: str | Path | None = None, masks: str = "auto",
                  detector: str | Path | None = None, inpainter: str | None = None, same: str | None = None,
-                 seed: int = 0, report: bool = True) -> dict[str, Any]:
+                 seed: int = 0, report: bool = True, layout: str | None = None) -> dict[str, Any]:
     """Diagnostics for every model saved by an ``experiment`` run (``RUN/models/``); updates
     ``RUN/results.json`` (``methods.<m>.diagnostics``, ``runs[].diagnostics``, ``diagnostics``),
-    writes ``RUN/diagnostics.json`` and, with ``report``, the report."""
+    writes ``RUN/diagnostics.json`` and, with ``report``, the report. The dataset is read in ``layout``
+    (default: the run's)."""
     run_dir = Path(run_dir)
     results_path = run_dir / "results.json"
     if not results_path.is_file():
@@ -168,7 +169,8 @@ def diagnose_run(run_dir: str | Path, data_dir: str | Path | None = None, masks:
         raise AutoBackSwapError(f"{results_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     config = results.get("config", {})
     image_size = int(config.get("image_size", 64))
-    data = load_experiment_data(data_dir or results["dataset"], image_size, run_dir)
+    data = load_experiment_data(data_dir or results["dataset"], image_size, run_dir,
+                                layout=layout or config.get("layout") or "auto")
     options = dict(config.get("method_options") or {})
     if inpainter:
         options["inpainter"] = inpainter

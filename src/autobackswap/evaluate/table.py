@@ -46,6 +46,25 @@ def seeds_caption(results: dict[str, Any]) -> str:
     return f"seed {seeds[0]}" if seeds else ""
 
 
+TIME_COLUMNS = ("train s", "detector s", "separation s")
+TIME_LEGEND = ("train s: seconds training the classifier; detector s: seconds fitting the detector (\"reused\": "
+               "loaded from an earlier run, which took that long); separation s: seconds cutting out and inpainting "
+               "the training set (short when cached). Means over seeds.")
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def time_cells(entry: dict[str, Any]) -> list[str]:
+    """The classifier's, the detector's and the separation's seconds of a method (``-`` where it has none)."""
+    classifier = entry.get("classifier_seconds", entry.get("train_seconds"))
+    detector = seconds(entry.get("detector_seconds"))
+    if entry.get("detector_reused") and detector != "-":
+        detector += " reused"
+    return [seconds(classifier), detector, seconds(entry.get("separation_seconds"))]
+
+
 def paper_figures(results: dict[str, Any]) -> dict[str, Any]:
     """The ``[paper]`` section of the recipe the run used (``settings.resolve`` records it in the config):
     ``source``, ``metric``, ``unit`` and ``figures`` (method -> the paper's figure); ``{}`` without one."""
@@ -79,7 +98,7 @@ def results_rows(results: dict[str, Any], split: str = "test") -> tuple[list[str
     paper = paper_figures(results) if split == "test" else {}
     figures = paper.get("figures") or {}
     metric = dict(COLUMNS).get(paper.get("metric", ""), paper.get("metric", ""))
-    header = ["method", *[label for _, label in COLUMNS], "mask IoU", "train s", "note"]
+    header = ["method", *[label for _, label in COLUMNS], "mask IoU", *TIME_COLUMNS, "note"]
     if figures:
         header.insert(-1, f"paper {metric} ({paper['unit']})" if paper.get("unit") else f"paper {metric}")
     rows = []
@@ -87,13 +106,24 @@ def results_rows(results: dict[str, Any], split: str = "test") -> tuple[list[str
         metrics = entry.get(split)
         extra = [str(figures.get(name, "-"))] if figures else []
         if metrics is None:
-            rows.append([name, "skipped", *["n/a"] * (len(COLUMNS) - 1), "-", "-", *extra, entry.get("skipped", "")])
+            rows.append([name, "skipped", *["n/a"] * (len(COLUMNS) - 1), "-", *["-"] * len(TIME_COLUMNS), *extra,
+                         entry.get("skipped", "")])
             continue
         cells = [fmt(metrics.get(key), _std(metrics, key)) for key, _ in COLUMNS]
         note = "; ".join(entry.get("notes", []))
         iou = fmt(entry.get("mask_iou"))
-        rows.append([name, *cells, iou, f"{entry.get('train_seconds', 0):.1f}", *extra, note])
+        rows.append([name, *cells, iou, *time_cells(entry), *extra, note])
     return header, rows
+
+
+def best_rows(values: list[float | None], digits: int = 3) -> set[int]:
+    """The rows holding the best (largest) value, as shown with ``digits`` decimals; none when fewer than two
+    values are there or all of them are equal (every method at 0.000 has no best)."""
+    shown = {i: round(v, digits) for i, v in enumerate(values) if v is not None}
+    if len(shown) < 2 or len(set(shown.values())) == 1:
+        return set()
+    top = max(shown.values())
+    return {i for i, v in shown.items() if v == top}
 
 
 def diagnostics_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -10,6 +10,9 @@
 * Pre-fill: an unlabelled image's suggestion is the detector's grid ``p_fg >= 0.5``.
 * "Label next": unlabelled images in order of decreasing mean patch entropy (the detector's least
   sure first); before the first detector exists, a seeded random order (a fair sample of the split).
+  With a separation folder (``AssistConfig.separation``, ``label --separation DIR``): the least
+  confident separations first (its ``confidence.csv``, :mod:`autobackswap.detect.confidence`), so the
+  next labels go to the images the separator gets wrong.
 
 The pure functions (:func:`patch_entropy`, :func:`next_refresh`, :func:`uncertainty_order`) carry the
 logic; :class:`Assistant` holds the thread and the latest result.
@@ -23,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +34,7 @@ import numpy as np
 from .. import seeding
 from ..data.labelstore import LabelStore
 from ..data.layout import Record, load_images
+from ..detect.confidence import CONFIDENCE_FILE, confidence_by_index, patch_entropy
 from ..detect.detector import Detector
 from ..errors import AutoBackSwapError
 
@@ -42,19 +47,22 @@ class AssistConfig:
     refresh_growth: float = 1.5  # refit when the label count reaches growth x the count of the last fit
     refresh_min: int = 5  # ... and at least this many new labels
     image_size: int = 64  # working size the detector sees (as in `experiment --image-size`)
-    # a small, fast detector refitted while the user labels (the settings bench_label_effort.py measured)
-    detector_params: dict[str, Any] = field(default_factory=lambda: {"width": 16, "epochs": 40, "patience": 15,
-                                                                     "paste": 0.0})
+    # Detector settings over the DetectorConfig defaults; none by default, so the assistant trains the main
+    # detector (width 32, 100 epochs, copy-paste, no early stopping) that `experiment` trains. The former small
+    # detector (width 16, 40 epochs, early stopping after 15 epochs without a gain, no copy-paste) stopped at
+    # epoch 20 (best epoch 5) on 20 labels, whose hold-out is 4 images, and predicted a uniform grey grid.
+    # bench_label_effort.py measures these settings (docs/results.md, "Label efficiency").
+    detector_params: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5  # suggestion: p_fg >= threshold
+    separation: str | Path | None = None  # a separation folder: "label next" = its least confident images first
     seed: int = 0
     device: str = "auto"  # where the detector trains and predicts (runtime.resolve_device)
 
 
-def patch_entropy(p_fg: np.ndarray) -> np.ndarray:
-    """Mean binary entropy (bits) over the patches of each grid: (N, G, G) -> (N,). 0 = sure, 1 = coin flip."""
-    p = np.clip(np.asarray(p_fg, dtype=np.float64), 1e-6, 1 - 1e-6)
-    h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-    return h.reshape(len(h), -1).mean(axis=1)
+def separation_confidence_of(folder: str | Path, n: int) -> np.ndarray:
+    """(n,) separation confidence per train index from a separation folder (or its ``confidence.csv``)."""
+    path = Path(folder)
+    return confidence_by_index(path if path.is_file() else path / CONFIDENCE_FILE, n)
 
 
 def next_refresh(n_last: int, cfg: AssistConfig) -> int:
@@ -101,6 +109,8 @@ class Assistant:
         self._load = load or (lambda recs, size: load_images(recs, size, desc="loading train images"))
         self._position = {r.img_filename: i for i, r in enumerate(self.records)}
         self._tie = seeding.rng(self.config.seed, "label_app", 0).permutation(len(self.records)).argsort()
+        self.confidence = (None if self.config.separation is None
+                           else separation_confidence_of(self.config.separation, len(self.records)))
         self._cond = threading.Condition()
         self._images_lock = threading.Lock()
         self._pending = False
@@ -227,6 +237,8 @@ class Assistant:
         """Unlabelled train images, the next to label first, and how they are ordered."""
         labelled = set(self.labelled_indices()) | set(exclude)
         candidates = [i for i in range(len(self.records)) if i not in labelled]
+        if self.confidence is not None:
+            return uncertainty_order(-self.confidence, candidates, self._tie), "least_confident"
         state = self.state
         if state is None:
             return sorted(candidates, key=self._tie.__getitem__), "random"

@@ -55,10 +55,12 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import seeding
+from ..compose.sheets import heat
 from ..data.grid import grid_to_mask, grid_to_string
 from ..data.images import read_rgb
 from ..data.labelstore import LabelError, LabelStore, validate_mask
-from ..data.layout import ImageDataset, Record, read_dataset
+from ..data.layout import ImageDataset, Record
+from ..data.layouts import read_layout
 from ..errors import AutoBackSwapError, DataError
 from ..io import encode_png
 from ..separate.inpaint import create_inpainter
@@ -174,8 +176,14 @@ def thumbnail(image: np.ndarray, grid: np.ndarray | None, size: int) -> np.ndarr
 
 
 def pfg_image(p_fg: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """p(foreground) grid as a nearest-upsampled HW uint8 image (white = foreground)."""
-    return np.round(grid_to_mask(p_fg, size) * 255).astype(np.uint8)
+    """p(foreground) grid as a nearest-upsampled HWC uint8 RGB image on the colour scale of :func:`colour_scale`."""
+    return heat(grid_to_mask(p_fg, size))
+
+
+def colour_scale(steps: int = 11) -> list[str]:
+    """The colours of p(fg) = 0, 1/(steps-1), ..., 1 on the probability maps, as ``#rrggbb`` (the page's legend)."""
+    rgb = heat(np.linspace(0.0, 1.0, steps)[None])[0]
+    return ["#" + "".join(f"{int(v):02x}" for v in c) for c in rgb]
 
 
 def inside(path: Path, root: Path) -> bool:
@@ -292,6 +300,7 @@ class LabelApp:
             "dataset": self.dataset.root.name,
             "grid": self.grid,
             "budget": self.budget,
+            "target": min(self.budget, len(self.records)),  # what the progress counter counts to
             "n_train": len(self.records),
             "n_labelled": n,
             "db": str(self.store.path),
@@ -401,7 +410,7 @@ class LabelApp:
         else:
             message = ""
         items = [{"index": i, "id": self.records[i].img_id, "y": self.records[i].y} for i in self.preview_indices]
-        return {"ready": ready, "message": message, "kinds": list(PREVIEW_KINDS),
+        return {"ready": ready, "message": message, "kinds": list(PREVIEW_KINDS), "colour_scale": colour_scale(),
                 "version": assistant.state.version if ready and assistant and assistant.state else 0, "items": items}
 
     def preview_png(self, index: int, kind: str) -> bytes:
@@ -543,10 +552,11 @@ def add_assist_routes(app: FastAPI, state: LabelApp) -> None:
 
 # ----------------------------------------------------------------------------- the factory
 def open_label_state(data_dir: str | Path, db_path: str | Path | None, grid: int, budget: int,
-                     assist_config: AssistConfig | None, preview_count: int, seed: int) -> LabelApp:
-    """The dataset at ``data_dir``, its label store (default DATA/labels.sqlite) and the assistant (none without
-    ``assist_config``), as the routes share them."""
-    dataset = read_dataset(data_dir)
+                     assist_config: AssistConfig | None, preview_count: int, seed: int,
+                     layout: str = "auto") -> LabelApp:
+    """The dataset at ``data_dir`` (read in ``layout``), its label store (default DATA/labels.sqlite) and the
+    assistant (none without ``assist_config``), as the routes share them."""
+    dataset = read_layout(data_dir, layout)
     if grid < 1:
         raise AutoBackSwapError(f"--grid must be positive, got {grid}")
     store = LabelStore(Path(db_path) if db_path is not None else dataset.root / "labels.sqlite", grid=grid)
@@ -570,8 +580,10 @@ def create_app(
     preview_count: int = 6,
     seed: int = 0,
     device: str = "auto",
+    layout: str = "auto",
 ) -> FastAPI:
-    """The labelling app for the dataset at ``data_dir`` (labels in ``db_path``, default DATA/labels.sqlite).
+    """The labelling app for the dataset at ``data_dir`` (labels in ``db_path``, default DATA/labels.sqlite),
+    read in ``layout`` (see :mod:`autobackswap.data.layouts`).
 
     ``device`` is where the assistant's detector trains and predicts (``auto``: a GPU when there is one).
 
@@ -580,7 +592,7 @@ def create_app(
     config = None
     if assist:
         config = assist_config or AssistConfig(min_labels=assist_after, image_size=image_size, seed=seed, device=device)
-    state = open_label_state(data_dir, db_path, grid, budget, config, preview_count, seed)
+    state = open_label_state(data_dir, db_path, grid, budget, config, preview_count, seed, layout)
     app = FastAPI(title="autobackswap label", lifespan=state.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.labeller = state
     app.add_exception_handler(LabelError, _unprocessable)

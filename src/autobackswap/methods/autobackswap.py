@@ -14,7 +14,6 @@ class AutoBackSwap(PipelineMethod):
 
     name = "autobackswap"
     needs = "no group labels (patch labels on a few hundred training images)"
-    oracle = False
 
     def run(self, data: ExperimentData, cfg: TrainConfig, ctx: MethodContext) -> MethodOutput:
         banks = ctx.build_banks(data, self.pipeline, cfg.seed, self.oracle)
@@ -24,6 +23,10 @@ class AutoBackSwap(PipelineMethod):
         notes = []
         if counts.get("no_fg") or counts.get("all_fg"):
             notes.append(f"{counts.get('no_fg', 0)} no-fg / {counts.get('all_fg', 0)} all-fg images kept as is")
+        if banks.info.get("kept_original"):
+            notes.append(f"{banks.info['kept_original']} images below min_confidence kept as originals")
+        if banks.info.get("separation_warning"):
+            notes.append(f"SEPARATION WARNING (trained with --allow-bad-separation): {banks.info['separation_warning']}")
         return MethodOutput(result.model, result, banks.info, notes)
 
 

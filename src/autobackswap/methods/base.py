@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data.splits import ExperimentData
 from ..options import ALIASES, field_kinds, parse_options
-from ..pipeline import FLAT, Banks, PipelineConfig, build_banks
+from ..pipeline import FLAT, Banks, PipelineConfig, build_banks, check_inputs
 from ..registry import Registry
 from ..train.loop import FitResult, TrainConfig, fit
 from ..train.sources import ArraySource
@@ -86,7 +86,17 @@ class Method:
 
     def __init__(self, **options: Any) -> None:
         self.options = options
-        self.params = self.Options(**parse_options(self.name, options, field_kinds(self.Options), ignore=PIPELINE_KEYS))
+        self.params = self.Options(**parse_options(self.name, options, field_kinds(self.Options)))
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """The options this method uses (an option it does not use is an error, never ignored)."""
+        return frozenset(field_kinds(cls.Options))
+
+    def check(self, data: ExperimentData, seed: int) -> str | None:
+        """Validate, before anything trains, that the method can run on ``data``: raise on a missing
+        requirement (labels, segmentations); return a reason when it will be skipped, else None."""
+        return None
 
     def settings(self) -> dict[str, Any]:
         """Everything the result depends on besides the data and the training config: the method's
@@ -103,9 +113,21 @@ class PipelineMethod(Method):
     :class:`~autobackswap.pipeline.PipelineConfig` (checked when the method is built), and their
     settings are that config with its defaults resolved."""
 
+    oracle: ClassVar[bool] = False  # ground-truth segmentations instead of a detector
+
     def __init__(self, **options: Any) -> None:
         self.options = options
         self.pipeline = PipelineConfig.from_options(options)
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        return PIPELINE_KEYS
+
+    def check(self, data: ExperimentData, seed: int) -> str | None:
+        """The labels (or segmentations) this method will learn from exist and are valid: the same
+        reading and checks as training, without training."""
+        check_inputs(data, self.pipeline, seed, self.oracle)
+        return None
 
     def settings(self) -> dict[str, Any]:
         return self.pipeline.settings()
@@ -128,9 +150,47 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def make_method(spec: str, defaults: dict[str, Any] | None = None) -> Method:
-    """The method object for ``spec``, its options (over ``defaults``) validated."""
+    """The method object for ``spec``, its options validated. ``defaults`` (options given for every
+    method, e.g. the command line's stage flags) reach only the methods that use them."""
     name, options = parse_method_spec(spec)
-    return METHODS.get(name)(**{**(defaults or {}), **options})
+    cls = METHODS.get(name)
+    used = {k: v for k, v in (defaults or {}).items() if ALIASES.get(k, k) in cls.option_names()}
+    return cls(**{**used, **options})
+
+
+def check_options(specs: list[str], defaults: dict[str, Any], seeds: list[int]) -> None:
+    """Every method and option of a run exists and parses, and no shared option goes unused."""
+    if not specs:
+        raise ValueError("no method to run: --methods is empty")
+    if not seeds:
+        raise ValueError("no seed to run: --seeds is empty")
+    for spec in specs:
+        make_method(spec, defaults)
+    check_shared_options(specs, defaults)
+
+
+def check_methods(specs: list[str], defaults: dict[str, Any], seeds: list[int],
+                  data: ExperimentData) -> dict[tuple[str, int], str]:
+    """One validation pass over every (method, seed) before any training: a missing requirement raises
+    its one-line error now; the runs that will be skipped come back with their reason."""
+    skips: dict[tuple[str, int], str] = {}
+    for spec in specs:
+        method = make_method(spec, defaults)
+        for seed in seeds:
+            reason = method.check(data, seed)
+            if reason is not None:
+                skips[(spec, seed)] = reason
+    return skips
+
+
+def check_shared_options(specs: list[str], defaults: dict[str, Any]) -> None:
+    """Every option given for all methods must be used by at least one of ``specs`` (never silently ignored)."""
+    classes = [METHODS.get(parse_method_spec(spec)[0]) for spec in specs]
+    for key in defaults:
+        if not any(ALIASES.get(key, key) in cls.option_names() for cls in classes):
+            users = sorted(n for n in METHODS.names() if ALIASES.get(key, key) in METHODS.get(n).option_names())
+            raise ValueError(f"option {key!r} is used by none of the methods {', '.join(specs)}; "
+                             f"it applies to {', '.join(users) or 'no method'}")
 
 
 def format_groups(groups: list[tuple[int, int]], classes: list[int]) -> str:

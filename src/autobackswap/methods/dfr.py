@@ -117,17 +117,24 @@ class DFR(Method):
     def cs(self) -> list[float]:
         return self.params.c_values()
 
+    def check(self, data: ExperimentData, seed: int) -> str | None:
+        """Why DFR cannot run on ``data`` (a group of the dataset absent from val), or None."""
+        groups_all = data.all_groups()
+        present = {(int(a), int(b)) for a, b in zip(data.val.labels, data.val.place, strict=True)}
+        empty = [g for g in groups_all if g not in present]
+        if empty:
+            return (f"val has no image of group(s) {format_groups(empty, data.dataset.classes)}: a group-balanced "
+                    f"subset capped to the smallest group would be empty, so there is no minority group to reweight toward")
+        return None
+
     def run(self, data: ExperimentData, cfg: TrainConfig, ctx: MethodContext) -> MethodOutput:
+        skipped = self.check(data, cfg.seed)
+        if skipped is not None:
+            return MethodOutput(None, None, skipped=skipped)
         groups_all = data.all_groups()
         index = {g: i for i, g in enumerate(groups_all)}
         val_groups = np.array([index[(int(a), int(b))] for a, b in zip(data.val.labels, data.val.place, strict=True)])
         counts = np.bincount(val_groups, minlength=len(groups_all))
-        empty = [g for g, n in zip(groups_all, counts, strict=True) if n == 0]
-        classes = data.dataset.classes
-        if empty:
-            return MethodOutput(None, None, skipped=(
-                f"val has no image of group(s) {format_groups(empty, classes)}: a group-balanced subset capped to the "
-                f"smallest group would be empty, so there is no minority group to reweight toward"))
         erm = ctx.shared_erm(data, cfg)
         if not hasattr(erm, "forward_features") or not isinstance(getattr(erm, "head", None), nn.Linear):
             return MethodOutput(None, None, skipped=f"model {cfg.model!r} has no forward_features / linear head")

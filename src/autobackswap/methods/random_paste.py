@@ -42,7 +42,8 @@ class RandomPaste(PipelineMethod):
         rows = np.linspace(0, len(data.train) - 1, min(8, len(data.train))).round().astype(int)
         sheet = separation_sheet(ctx.cache_dir / "random_paste" / f"contact_sheet_seed{cfg.seed}.png",
                                  data.train.images[rows], fg[rows], data.train.images[rows],
-                                 composites_for(swap, data.train.images, rows, 3, cfg.seed))
+                                 composites_for(swap, data.train.images, rows, 3, cfg.seed),
+                                 background_title="original")
         info["contact_sheet"] = str(sheet)
         source = SwapSource(data.train.images, data.train.labels, swap, hflip=cfg.hflip)
         result = fit(source, data.val.images, data.val.labels, data.num_classes, cfg)

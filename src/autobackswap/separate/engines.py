@@ -12,6 +12,12 @@ single-process local engine:
 * Resuming: an image is done when both of its files exist (:func:`~.run.is_done`, written
   atomically, foreground last). Chunks with nothing left are skipped; a chunk with some work left
   is inferred whole again and only its pending images are separated.
+* Confidence (learned masks from a detector only): each chunk's inference also predicts the flipped
+  images and writes the chunk's rows of the separation confidence
+  (:mod:`autobackswap.detect.confidence`) to ``OUT/confidence/<start>.csv``; at the end, chunks that
+  were finished in an earlier run are scored, and every row is merged into ``OUT/confidence.csv``
+  (least confident first; ``summary.json`` lists the first ten). Precomputed grids and the oracle
+  have no detector, so no confidence.
 
 ``local`` reads each chunk's images in the parent (from the in-memory array, the on-disk image
 cache, or by decoding the files), runs the detector there and hands slices of the chunk to a pool
@@ -44,14 +50,16 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from .. import seeding
 from ..data.images import decode_images, decode_masks
 from ..data.stream import DiskArray, write_npy
+from ..detect.confidence import COLUMNS as CONFIDENCE_COLUMNS
+from ..detect.confidence import CONFIDENCE_FILE, read_confidence, separation_confidence, write_confidence
 from ..detect.detector import Detector
 from ..errors import AutoBackSwapError
 from ..io import write_json, write_png
+from ..progress import progress
 from ..registry import Registry
 from .inpaint import create_inpainter
 from .masks import create_refiner
@@ -72,6 +80,7 @@ log = logging.getLogger(__name__)
 
 TASK_SIZE = 32  # images per worker task
 MIN_IMAGES_PER_WORKER = 256  # below this, an automatic worker count stays in this process
+LEAST_CONFIDENT = 10  # images listed in summary.json
 
 
 @dataclass
@@ -149,11 +158,18 @@ def prepare(job: SeparationJob) -> list[tuple[int, int, list[int]]]:
 
 
 def finish(job: SeparationJob) -> SeparationResult:
-    """Count statuses over every image's cut-out and write ``summary.json``."""
+    """Count statuses over every image's cut-out and write ``summary.json`` (with a detector: the
+    least confident images first, from ``confidence.csv``)."""
     counts = {s: 0 for s in STATUSES}
     for i in range(job.n):
         counts[status_of(read_alpha(job.out_dir, i) / 255.0)] += 1
-    write_json(job.out_dir / "summary.json", {"n": job.n, "counts": counts})
+    summary: dict[str, Any] = {"n": job.n, "counts": counts}
+    if job.detector is not None:
+        cols = read_confidence(job.out_dir / CONFIDENCE_FILE)
+        summary["confidence_mean"] = round(float(cols["confidence"].mean()), 6) if job.n else None
+        summary["least_confident"] = [{"index": int(i), "confidence": float(c)}
+                                      for i, c in zip(cols["index"][:LEAST_CONFIDENT], cols["confidence"][:LEAST_CONFIDENT], strict=True)]
+    write_json(job.out_dir / "summary.json", summary)
     if counts["no_fg"] or counts["all_fg"]:
         log.warning("separation: %d images with no foreground and %d all foreground keep their original pixels",
                     counts["no_fg"], counts["all_fg"])
@@ -178,14 +194,53 @@ def _load_detector_version(path: str, mtime_ns: int, device: str) -> Any:
     return Detector.load(path, device=device)
 
 
-def chunk_masks(job_kind: str, images: np.ndarray, detector: str | None, seg_paths: Sequence[str] | None,
-                rows: Sequence[int | None], size: int, chunk_size: int, device: str = "auto") -> np.ndarray:
-    """The chunk's masks: p(foreground) grids from the detector (one batch, on ``device``), or GT masks."""
-    if job_kind == "grid":
-        assert detector is not None
-        return _load_detector(detector, device).predict_proba(images, batch_size=max(chunk_size, len(images)))
-    assert seg_paths is not None
-    return decode_masks(seg_paths, rows, size)
+def chunk_masks(job: SeparationJob, images: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The chunk's masks: p(foreground) grids from the detector (one batch, on the job's device; the
+    chunk's confidence file is written on the way), or GT masks."""
+    if job.kind == "grid":
+        assert job.detector is not None
+        return predict_chunk(job.detector, images, job.chunk_size, job.out_dir, start, job.cfg.t_tight, job.device)
+    assert job.segmentations is not None
+    return decode_masks(job.segmentations[start:stop], job.rows[start:stop], job.image_size)
+
+
+def predict_chunk(detector: str, images: np.ndarray, chunk_size: int, out_dir: str | Path, start: int,
+                  t_tight: float, device: str = "auto") -> np.ndarray:
+    """p(foreground) grids of one chunk (one batch), and its rows of the separation confidence
+    (:mod:`~autobackswap.detect.confidence`: the flipped images are predicted in one batch too),
+    written to ``OUT/confidence/<start>.csv``. The detector runs on ``device``."""
+    det = _load_detector(detector, device)
+    batch = max(chunk_size, len(images))
+    p_fg = det.predict_proba(images, batch_size=batch)
+    p_flip = det.predict_proba(np.ascontiguousarray(images[:, :, ::-1]), batch_size=batch)
+    parts = separation_confidence(p_fg, p_flip, t_tight, getattr(det, "fg_area_range_", None))
+    write_confidence(Path(out_dir) / "confidence" / f"{start:06d}.csv", np.arange(start, start + len(images)), parts)
+    return p_fg
+
+
+def read_chunk_images(job: SeparationJob, start: int, stop: int) -> np.ndarray:
+    """Images ``start..stop-1``: from the decoded array when the job has one, else decoded from the files."""
+    if job.images is not None:
+        return np.asarray(job.images[start:stop])
+    return decode_images(job.paths[start:stop], job.rows[start:stop], job.image_size)
+
+
+def complete_confidence(job: SeparationJob) -> None:
+    """With a detector: score the chunks no engine run scored (done in an earlier run), then merge
+    every chunk's rows into ``OUT/confidence.csv``, least confident first."""
+    if job.detector is None:
+        return
+    folder = job.out_dir / "confidence"
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, job.n, job.chunk_size):
+        path = folder / f"{start:06d}.csv"
+        if not path.is_file():
+            stop = min(job.n, start + job.chunk_size)
+            predict_chunk(job.detector, read_chunk_images(job, start, stop), job.chunk_size, job.out_dir, start,
+                          job.cfg.t_tight, job.device)
+        parts.append(read_confidence(path))
+    merged = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0) for c in CONFIDENCE_COLUMNS}
+    write_confidence(job.out_dir / CONFIDENCE_FILE, merged["index"], merged)
 
 
 @lru_cache(maxsize=8)
@@ -225,6 +280,7 @@ class Engine:
         chunks = prepare(job)
         if chunks:
             self.execute(job, chunks)
+        complete_confidence(job)
         return finish(job)
 
     def execute(self, job: SeparationJob, chunks: list[tuple[int, int, list[int]]]) -> None:
@@ -278,25 +334,19 @@ class LocalEngine(Engine):
         return max(1, min(os.cpu_count() or 1, n_todo // MIN_IMAGES_PER_WORKER))
 
     def read_chunk(self, job: SeparationJob, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        if job.images is not None:
-            images = np.asarray(job.images[start:stop])
-        else:
-            images = decode_images(job.paths[start:stop], job.rows[start:stop], job.image_size)
+        images = read_chunk_images(job, start, stop)
         if job.segmentation_masks is not None:
             return images, np.asarray(job.segmentation_masks[start:stop])
         if job.grids is not None:
             return images, np.asarray(job.grids[start:stop])
-        segs = job.segmentations[start:stop] if job.segmentations is not None else None
-        masks = chunk_masks(job.kind, images, job.detector, segs, job.rows[start:stop], job.image_size, job.chunk_size,
-                            job.device)
-        return images, masks
+        return images, chunk_masks(job, images, start, stop)
 
     def execute(self, job: SeparationJob, chunks: list[tuple[int, int, list[int]]]) -> None:
         n_todo = sum(len(c[2]) for c in chunks)
         workers = self.resolve_workers(n_todo)
         log.info("separation: %d images on the local engine, %d worker process%s", n_todo, workers,
                  "" if workers == 1 else "es")
-        bar = tqdm(total=n_todo, desc="separating", leave=False)
+        bar = progress(total=n_todo, desc="separating")
         try:
             if workers == 1:
                 for start, stop, todo in chunks:
@@ -350,14 +400,19 @@ def _ray_read(batch: dict[str, Any], size: int) -> dict[str, Any]:
 class _RayDetector:
     """Stage 2 (actor pool): p(foreground) grids for a whole chunk in one batch."""
 
-    def __init__(self, checkpoint: str, chunk_size: int, device: str = "auto") -> None:
+    def __init__(self, checkpoint: str, chunk_size: int, out_dir: str, t_tight: float, device: str = "auto") -> None:
         _init_worker()
-        self.detector = _load_detector(checkpoint, device)
+        self.checkpoint = checkpoint
+        self.device = device
+        _load_detector(checkpoint, device)
         self.chunk_size = chunk_size
+        self.out_dir = out_dir
+        self.t_tight = t_tight
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         images = batch["images"][0]
-        p_fg = self.detector.predict_proba(images, batch_size=max(self.chunk_size, len(images)))
+        p_fg = predict_chunk(self.checkpoint, images, self.chunk_size, self.out_dir, int(batch["start"][0]),
+                             self.t_tight, self.device)
         return {**batch, "masks": p_fg[None]}
 
 
@@ -419,12 +474,13 @@ class RayEngine(Engine):
             # An actor holds its checkpoint; it reserves no CPU because inference is a small share of
             # the work and the separation tasks should keep every core busy.
             actors = max(1, min(len(manifest), math.ceil(cpus / 8)))
-            ds = ds.map_batches(_RayDetector, batch_size=1, fn_constructor_args=(str(job.detector), job.chunk_size, job.device),
+            ds = ds.map_batches(_RayDetector, batch_size=1, fn_constructor_args=(str(job.detector), job.chunk_size,
+                                                                          str(job.out_dir), job.cfg.t_tight, job.device),
                                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_cpus=0)
         ds = ds.flat_map(_ray_explode)
         ds = ds.map_batches(_ray_separate, batch_size=TASK_SIZE,
                             fn_kwargs={"out_dir": str(job.out_dir), "cfg": job.cfg, "kind": job.kind})
-        with tqdm(total=n_todo, desc="separating (ray)", leave=False) as bar:
+        with progress(total=n_todo, desc="separating (ray)") as bar:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 bar.update(len(batch["index"]))
 

@@ -20,6 +20,15 @@ from ..registry import Registry
 Inpaint = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 INPAINTERS: Registry[Callable[..., Inpaint]] = Registry("inpainter")
 
+# Fills that do not continue the surroundings into the hole, so the removed object's outline stays in the
+# background as a region of its own (what they leave). telea, ns and patchmatch continue the surroundings.
+SILHOUETTE_FILLS = {
+    "gray": "a flat gray region",
+    "mean": "a flat region of the image's mean colour",
+    "noise": "a region of random noise",
+    "scramble_pixels": "a region of scrambled pixels",
+}
+
 
 def _hole_u8(hole: np.ndarray) -> np.ndarray:
     return hole.astype(np.uint8) * 255

@@ -5,7 +5,10 @@ Outputs, one file pair per image, written atomically so a killed run resumes whe
     OUT/config.json        the resolved configuration
     OUT/fg/000123.png      RGBA cut-out at the working size (edge-decontaminated colour, soft alpha)
     OUT/bg/000123.png      RGB inpainted background
-    OUT/summary.json       counts (ok / no_fg / all_fg), mask IoU when ground truth exists
+    OUT/summary.json       counts (ok / no_fg / all_fg), mask IoU when ground truth exists; with a
+                           detector, the mean confidence and the ten least confident images
+    OUT/confidence.csv     with a detector: the separation confidence per image, least confident
+                           first (autobackswap.detect.confidence; OUT/confidence/ holds it per chunk)
 
 An image is *done* when both of its files exist. The engines (:mod:`.engines`) run these steps over a
 whole split. Each image draws its randomness from
@@ -38,7 +41,7 @@ STATUSES = ("ok", "no_fg", "all_fg")
 class SeparationConfig:
     t_tight: float = 0.5  # tight foreground: p_bg < t_tight
     t_loose: float = 0.9  # inpainting hole: p_bg < t_loose
-    inpainter: str = "mean"  # chosen on TuxBirds by benchmarks/bench_inpainters.py (README, Inpainters)
+    inpainter: str = "mean"  # chosen on TuxBirds by benchmarks/bench_inpainters.py (docs/results.md, Inpainters)
     refine: str = "guided"
     hole_dilate: int = 1  # px added around the hole
     hole: str = "grid"  # how the hole is drawn from the grid (masks.HOLES): grid (the reference) or refined

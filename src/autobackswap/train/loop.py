@@ -30,11 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import runtime, seeding
 from ..errors import DataError, NotFittedError
 from ..io import atomic_open
+from ..progress import progress
 from ..registry import Registry
 from ..runtime import Precision, is_main
 from ..tensors import to_tensor
@@ -62,7 +62,7 @@ class TrainConfig:
     seed: int = 0
     model_weights: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    # Where and how fast (execution only: they do not enter a run's key, see experiment.EXECUTION_TRAIN_FIELDS)
+    # Where and how fast (execution only: they do not enter a run's key, see EXECUTION_TRAIN_FIELDS)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps (runtime.resolve_device); auto picks a GPU when there is one
     amp: bool | None = None  # mixed precision; None: on for CUDA (bf16, else fp16 + GradScaler), off on the CPU
     # The paper's training settings (the waterbirds-paper recipe); the defaults are the built-in ones
@@ -84,6 +84,28 @@ class TrainConfig:
             raise ValueError(f"label_smoothing={self.label_smoothing}: must be in [0, 1)")
         if self.grad_clip < 0 or self.momentum < 0:
             raise ValueError(f"grad_clip={self.grad_clip}, momentum={self.momentum}: must be >= 0")
+
+
+# TrainConfig fields added after the first release, and their defaults: they enter a run's key only when
+# set away from the default, so runs saved before they existed are still reused.
+LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0, "amp": None, "optimizer": "adamw", "momentum": 0.9,
+                                      "lr_schedule": "cosine", "label_smoothing": 0.0, "class_weighted": False,
+                                      "grad_clip": 0.0}
+# Where a run trains is not what it trains: a run finished on a GPU is reused on the CPU and back. (``amp``
+# is a numeric choice, so an explicit --amp / --no-amp enters the key; its default, automatic, does not.)
+EXECUTION_TRAIN_FIELDS = ("device",)
+
+
+def train_settings(train: TrainConfig) -> dict[str, Any]:
+    """The training config as a run depends on it: without the execution-only fields, and with the fields
+    added later only when set away from their default."""
+    settings = asdict(train)
+    for name in EXECUTION_TRAIN_FIELDS:
+        settings.pop(name, None)
+    for name, default in LATER_TRAIN_FIELDS.items():
+        if settings.get(name) == default:
+            settings.pop(name)
+    return settings
 
 
 OPTIMIZERS: Registry[Callable[[Any, TrainConfig], torch.optim.Optimizer]] = Registry("optimizer")
@@ -198,8 +220,8 @@ def train_one_epoch(
     runner = runner or StepRunner(next(model.parameters()).device)
     schedule = LR_SCHEDULES.get(cfg.lr_schedule)
     losses: list[tuple[torch.Tensor, int]] = []  # summed at the end: no device sync per step
-    bar = tqdm(source.batches(epoch, cfg.batch_size, generator), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               total=math.ceil(len(source) / cfg.batch_size), leave=False, disable=not is_main())
+    bar = progress(source.batches(epoch, cfg.batch_size, generator), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   total=math.ceil(len(source) / cfg.batch_size), quiet=not is_main())
     for x, y in bar:
         x, y = runtime.to_device(x, runner.device), runtime.to_device(y, runner.device)
         if augment is not None:
@@ -286,6 +308,8 @@ def fit(
     ema = moving_average(model, cfg.ema)
     scored = model if ema is None else ema.module  # the weights validated, selected and returned
     total_steps = cfg.epochs * math.ceil(len(source) / cfg.batch_size)
+    log.info("training %s: %d images, %d epochs of %d steps (batch %d)", cfg.model, len(source), cfg.epochs,
+             math.ceil(len(source) / cfg.batch_size), cfg.batch_size)
     history: list[dict[str, float]] = []
     best_acc, best_state, best_epoch = -1.0, copy.deepcopy(model.state_dict()), -1
     step = 0

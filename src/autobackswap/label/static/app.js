@@ -16,6 +16,8 @@ const S = {
   zoom: "fit",         // "fit" or a number (display px per image px)
   brush: 1,            // what the left button paints
   showGrid: true,
+  opacity: 0.4,        // how strongly the label is drawn over the image (0-1)
+  clean: false,        // show the image alone, without the label
   undo: new Map(),     // index -> [mask string | null, ...]
   redo: new Map(),
   stroke: null,        // {value, before, last:[r,c], changed}
@@ -68,11 +70,21 @@ const parseMask = (s) => Uint8Array.from(s, (ch) => (ch === "1" ? 1 : 0));
 function renderProgress(n) {
   if (!S.info) return;
   if (n !== undefined) S.info.n_labelled = n;
-  const { n_labelled, budget } = S.info;
-  $("#progress-text").textContent = `${n_labelled} / ${budget}${n_labelled >= budget ? " ✓" : ""}`;
+  const { n_labelled, budget, n_train } = S.info;
+  const target = S.info.target ?? Math.min(budget, n_train);  // a small dataset is done when every image is labelled
+  $("#progress-text").textContent = `${n_labelled} / ${target}${n_labelled >= target ? " ✓" : ""}`;
   const fill = $("#progress-fill");
-  fill.style.width = `${Math.min(100, (100 * n_labelled) / Math.max(1, budget))}%`;
-  fill.classList.toggle("done", n_labelled >= budget);
+  fill.style.width = `${Math.min(100, (100 * n_labelled) / Math.max(1, target))}%`;
+  fill.classList.toggle("done", n_labelled >= target);
+}
+
+function renderMode() {  // the keys panel and the buttons say what "label next" does in this mode
+  const assisted = !!(S.info && S.info.assist);
+  $("#key-next").textContent = assisted ? "label next (the detector's least sure first; random before it exists)"
+    : "label next (the next unlabelled image)";
+  $("#btn-label-next").title = assisted ? "jump to the unlabelled image the detector is least sure of (N)"
+    : "jump to the next unlabelled image (N)";
+  $("#btn-train").hidden = !assisted;
 }
 
 function renderAssist(a) {
@@ -98,6 +110,7 @@ async function refreshInfo() {
   S.info = await api("GET", "/api/info");
   S.grid = S.info.grid;
   renderProgress();
+  renderMode();
   renderAssist(S.info.assist);
   return S.info;
 }
@@ -221,19 +234,24 @@ function draw() {
 
   const bx = borders(w, g).map((v) => Math.round(v * sx));
   const by = borders(h, g).map((v) => Math.round(v * sy));
+  board.dataset.mask = maskString();
+  board.dataset.index = String(S.index);
+  board.dataset.view = S.clean ? "clean" : "overlay";
+  $("#zoom-text").textContent = S.zoom === "fit" ? `fit ${Math.round(z * 100)}%` : `${Math.round(z * 100)}%`;
+  if (S.clean) return;  // the image alone
   const colour = S.suggested ? [0, 210, 255] : [255, 200, 0];
   const anyFg = S.mask.some((v) => v);
-  // dim the background patches once there is a foreground, tint the foreground ones
+  // dim the background patches once there is a foreground, tint the foreground ones (both scale with the slider)
   for (let r = 0; r < g; r++) {
     for (let c = 0; c < g; c++) {
       const fg = S.mask[r * g + c];
-      if (fg) ctx.fillStyle = `rgba(${colour.join(",")},0.38)`;
-      else if (anyFg) ctx.fillStyle = "rgba(0,0,0,0.22)";
+      if (fg) ctx.fillStyle = `rgba(${colour.join(",")},${S.opacity})`;
+      else if (anyFg) ctx.fillStyle = `rgba(0,0,0,${0.55 * S.opacity})`;
       else continue;
       ctx.fillRect(bx[c], by[r], bx[c + 1] - bx[c], by[r + 1] - by[r]);
     }
   }
-  if (S.showGrid) {
+  if (S.showGrid && S.opacity > 0) {
     ctx.strokeStyle = "rgba(255,255,255,0.28)";
     ctx.lineWidth = 1;
     ctx.beginPath();
@@ -253,6 +271,7 @@ function draw() {
       if (!at(r, c + 1)) { ctx.moveTo(bx[c + 1], by[r]); ctx.lineTo(bx[c + 1], by[r + 1]); }
     }
   }
+  ctx.globalAlpha = S.opacity === 0 ? 0 : Math.min(1, 0.3 + 2 * S.opacity);  // full from 35 %, off at 0
   ctx.strokeStyle = "rgba(0,0,0,0.65)";
   ctx.lineWidth = Math.max(4, Math.round(dpr * 4));
   ctx.stroke();
@@ -261,15 +280,13 @@ function draw() {
   if (S.suggested) ctx.setLineDash([6 * dpr, 4 * dpr]);
   ctx.stroke();
   ctx.setLineDash([]);
+  ctx.globalAlpha = 1;
   if (S.hover) {
     const [r, c] = S.hover;
     ctx.strokeStyle = "rgba(255,255,255,0.95)";
     ctx.lineWidth = Math.max(1, Math.round(dpr * 1.5));
     ctx.strokeRect(bx[c] + 1, by[r] + 1, bx[c + 1] - bx[c] - 2, by[r + 1] - by[r] - 2);
   }
-  board.dataset.mask = maskString();
-  board.dataset.index = String(S.index);
-  $("#zoom-text").textContent = S.zoom === "fit" ? `fit ${Math.round(z * 100)}%` : `${Math.round(z * 100)}%`;
 }
 
 function renderState() {
@@ -384,6 +401,7 @@ function go(index) {
 }
 
 async function labelNext() {
+  await S.chain;  // the saves queued so far reach the server first, so it never offers an image just labelled
   const q = S.index === null ? "" : `?exclude=${S.index}`;
   const r = await api("GET", `/api/next${q}`);
   if (r.index === null) {
@@ -408,6 +426,7 @@ async function route() {
         if (Number.isInteger(index) && index !== S.index) await showImage(index);
         else draw();
       } else {
+        await S.chain;
         const r = await api("GET", "/api/next");
         if (r.index === null) {
           if (S.index === null) { $("#board").hidden = true; $("#stage-empty").hidden = false; }
@@ -476,7 +495,9 @@ async function renderPreview() {
     ? "What the current detector makes of a few training images: its patch probabilities, the refined cut-out mask, the cut-out, the inpainted background and the cut-out pasted on a background of the other class."
     : r.message;
   $("#preview-version").textContent = r.ready ? `(detector v${r.version})` : "";
+  $("#pfg-legend").hidden = !r.ready;
   if (!r.ready) return;
+  $("#pfg-scale").style.background = `linear-gradient(to right, ${r.colour_scale.join(", ")})`;
   const head = document.createElement("tr");
   head.append(document.createElement("th"));
   for (const k of r.kinds) { const th = document.createElement("th"); th.textContent = PREVIEW_TITLES[k] || k; head.append(th); }
@@ -492,6 +513,7 @@ async function renderPreview() {
       img.src = `/api/preview/${item.index}/${k}.png?v=${r.version}`;
       img.alt = `${k} of ${item.id}`;
       if (k === "cutout") img.className = "checker";
+      if (k === "pfg") img.title = "p(fg) per patch: dark purple 0 (background), teal 0.5, yellow 1 (foreground)";
       td.append(img);
       tr.append(td);
     }
@@ -521,6 +543,22 @@ function toggleGrid() {
   draw();
 }
 
+function toggleClean() {
+  S.clean = !S.clean;
+  $("#btn-clean").classList.toggle("on", S.clean);
+  draw();
+}
+
+function setOpacity(percent) {
+  const p = Math.max(0, Math.min(100, Math.round(Number(percent))));
+  if (!Number.isFinite(p)) return;
+  S.opacity = p / 100;
+  $("#opacity").value = String(p);
+  $("#opacity-text").textContent = `${p}%`;
+  localStorage.setItem("abs-opacity", String(p));
+  draw();
+}
+
 function onKey(e) {
   if ($("#view-label").hidden) return;
   const tag = (e.target.tagName || "").toLowerCase();
@@ -538,7 +576,7 @@ function onKey(e) {
     z: () => restore(S.undo, S.redo), Z: () => restore(S.undo, S.redo),
     y: () => restore(S.redo, S.undo), Y: () => restore(S.redo, S.undo),
     b: () => setBrush(1 - S.brush), B: () => setBrush(1 - S.brush),
-    g: toggleGrid, G: toggleGrid,
+    g: toggleGrid, G: toggleGrid, v: toggleClean, V: toggleClean,
     "+": () => setZoom(1), "=": () => setZoom(1), "-": () => setZoom(-1), "0": () => setZoom(0),
   };
   const action = actions[key];
@@ -564,6 +602,9 @@ function wire() {
   on("#btn-zoom-out", () => setZoom(-1));
   on("#btn-zoom-fit", () => setZoom(0));
   on("#btn-grid", toggleGrid);
+  on("#btn-clean", toggleClean);
+  $("#opacity").addEventListener("input", (e) => setOpacity(e.target.value));
+  $("#opacity").addEventListener("change", (e) => e.target.blur());  // the keys work again after a drag
   on("#btn-train", async () => {
     const a = await api("POST", "/api/assist/train");
     renderAssist(a);
@@ -588,6 +629,8 @@ function wire() {
   setupPointer();
   const z = localStorage.getItem("abs-zoom");
   if (z && z !== "fit" && Number.isFinite(Number(z))) S.zoom = Number(z);
+  const o = localStorage.getItem("abs-opacity");
+  if (o !== null && Number.isFinite(Number(o))) setOpacity(o);
 }
 
 async function poll() {
