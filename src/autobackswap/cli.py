@@ -50,9 +50,15 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--class-weighted", action=argparse.BooleanOptionalAction, default=None,
                    help="weight the cross entropy per class by max(count) / count (default off)")
     g.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this (default 0: off)")
-    g.add_argument("--model", default=None, help="classifier from the model registry (default small_resnet)")
-    g.add_argument("--width", type=int, default=None, help="base channel width of the classifier (default 24)")
-    g.add_argument("--model-weights", default=None, help="optional local state dict to initialise the classifier")
+    g.add_argument("--model", default=None,
+                   help="classifier: small_resnet or resnet18 (built in), tv:<name> (torchvision, e.g. tv:resnet50) or "
+                        "timm:<name> (e.g. timm:efficientnet_b0) (default small_resnet)")
+    g.add_argument("--pretrained", default=None, metavar="TAG|FILE",
+                   help="pretrained weights: a torchvision weight name (IMAGENET1K_V1) or timm tag (resnet50.tv_in1k), "
+                        "fetched; or a local .pt/.pth/.safetensors file, loaded strictly (the head is sized to the data)")
+    g.add_argument("--width", type=int, default=None, help="base channel width of the built-in classifiers (default 24)")
+    g.add_argument("--model-weights", default=None, metavar="FILE",
+                   help="a weight file (e.g. an earlier model.pt) loaded strictly into the classifier")
     g.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
                    help="disable horizontal-flip augmentation (wrong for digits, text)")
     g.add_argument("--augment", default=None,
@@ -140,7 +146,12 @@ def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] =
     if "detector" in sections:
         g = p.add_argument_group("detector")
         g.add_argument("--detector-epochs", type=int, default=None, help="detector training epochs (default 100)")
-        g.add_argument("--detector-backbone", default=None, help="detector backbone from the registry (default fcn)")
+        g.add_argument("--detector-backbone", default=None,
+                       help="detector: fcn (built in, default), tv:efficientnet_b0 (the paper's; any tv:<name> or "
+                            "timm:<name>: pooled features -> MLP -> GxG) or timm-map:<name> (feature map -> 1x1 conv)")
+        g.add_argument("--detector-weights", default=None, metavar="TAG|FILE",
+                       help="the detector backbone's pretrained weights: a tag (IMAGENET1K_V1) or a file, loaded "
+                            "strictly (default none)")
     if "separation" in sections:
         g = p.add_argument_group("separation")
         g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")

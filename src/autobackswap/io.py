@@ -94,6 +94,16 @@ def digest(*parts: str | bytes, length: int = 10) -> str:
     return h.hexdigest()[:length]
 
 
+def file_digest(path: str | Path, length: int = 16) -> str:
+    """:func:`digest` of a file's bytes (read in chunks): weight files enter run keys by their content, so
+    a file replaced under the same name is a new input."""
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
+
+
 def json_digest(payload: Any, length: int = 10) -> str:
     """:func:`digest` of a JSON-able payload (keys sorted, other objects as ``str``)."""
     return digest(json.dumps(payload, sort_keys=True, default=str), length=length)

@@ -30,6 +30,7 @@ from .options import field_kinds, parse_options
 from .separate.engines import ENGINES, SeparationJob, pack_banks, read_result, run_job
 from .separate.masks import pixel_iou, refined_iou
 from .separate.run import SeparationConfig, load_banks
+from .weights import weights_key
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,12 @@ class PipelineConfig:
         return {k: values[k] if sec == "jitter" else getattr(sections[sec], name) for k, (sec, name) in FLAT.items()}
 
     def settings(self) -> dict[str, Any]:
-        """The options a result depends on (:meth:`flat` without the execution-only ones)."""
-        return {k: v for k, v in self.flat().items()
-                if k not in EXECUTION_ONLY and not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}
+        """The options a result depends on (:meth:`flat` without the execution-only ones; a detector weight file
+        by its content digest, not its path)."""
+        settings = {k: v for k, v in self.flat().items()
+                    if k not in EXECUTION_ONLY and not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}
+        settings["detector_weights"] = weights_key(settings["detector_weights"])
+        return settings
 
     def separation_config(self, seed: int) -> SeparationConfig:
         return replace(self.separation, seed=seed)
@@ -175,7 +179,8 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
     det = Detector(**asdict(replace(cfg.detector, grid=grids.shape[1], seed=seed)))
     settings = {k: v for k, v in asdict(det.config).items() if k != "device"}  # where it runs is not what it is
     key = {"labels": cfg.labels, "budget": cfg.label_budget, "thr": cfg.label_threshold,
-           "detector": settings, "size": data.image_size, "idx": idx.tolist(),
+           "detector": {**settings, "weights": weights_key(det.config.weights)}, "size": data.image_size,
+           "idx": idx.tolist(),
            "data": fingerprint(data.train.images[idx], grids)}
     path = None
     if cache_dir is not None:

@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class DetectorConfig:
     grid: int = 16
-    backbone: str = "fcn"
+    backbone: str = "fcn"  # or tv:efficientnet_b0 (the paper's), timm:<name>, timm-map:<name> (detect.model)
     width: int = 32
-    weights: str | None = None
+    weights: str | None = None  # a pretrained tag (IMAGENET1K_V1, efficientnet_b0.ra_in1k) or a weight file (strict)
     epochs: int = 100  # width 32, 100 epochs, copy-paste: TuxBirds mask IoU 0.68 -> 0.80 (docs/results.md)
     batch_size: int = 32
     lr: float = 3e-3
@@ -263,9 +263,12 @@ class Detector:
         payload = torch.load(path, map_location="cpu", weights_only=False)
         if payload.get("kind") != "detector":
             raise AutoBackSwapError(f"{path}: not an autobackswap detector checkpoint")
+        # the weights are in the checkpoint: nothing to fetch or read; where it runs is the caller's choice
         cfg = {**payload["config"], "weights": None, "device": device}
         det = cls(**cfg)
-        model = create_backbone(det.config.backbone, det.config.grid, None, width=det.config.width)
+        # the tag still sets the normalisation of a torchvision / timm backbone (load=False: nothing is fetched)
+        model = create_backbone(det.config.backbone, det.config.grid, payload["config"].get("weights"), load=False,
+                                width=det.config.width)
         model.load_state_dict(payload["state_dict"])
         model = model.to(runtime.resolve_device(device))
         model.eval()

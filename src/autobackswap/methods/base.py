@@ -137,14 +137,22 @@ METHODS: Registry[type[Method]] = Registry("method")
 
 
 def parse_method_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``"autobackswap:fill=gray:p=0.5"`` -> ``("autobackswap", {"fill": "gray", "p": "0.5"})``."""
+    """``"autobackswap:fill=gray:p=0.5"`` -> ``("autobackswap", {"fill": "gray", "p": "0.5"})``.
+
+    A value may hold ``:`` itself (``detector_backbone=tv:efficientnet_b0``): a part without ``=`` continues the
+    previous value."""
     name, *parts = spec.strip().split(":")
     options: dict[str, str] = {}
+    key = ""
     for part in parts:
-        key, sep, value = part.partition("=")
-        if not sep or not key:
+        k, sep, value = part.partition("=")
+        if not sep and key:
+            options[key] += ":" + part.strip()
+            continue
+        if not sep or not k.strip():
             raise ValueError(f"method option {part!r} in {spec!r} must look like key=value")
-        options[key.strip()] = value.strip()
+        key = k.strip()
+        options[key] = value.strip()
     METHODS.get(name)  # raises with the list of valid names
     return name, options
 

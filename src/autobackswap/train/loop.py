@@ -38,6 +38,7 @@ from ..progress import progress
 from ..registry import Registry
 from ..runtime import Precision, is_main
 from ..tensors import to_tensor
+from ..weights import weights_key
 from .augment import Augment, build_augment
 from .models import create_model
 from .sources import BatchSource, ShardedSource
@@ -60,8 +61,9 @@ class TrainConfig:
     augment: str = ""  # "+"-separated names from train.augment.AUGMENTS, e.g. "crop+color"
     ema: float = 0.0  # > 0: keep (and select, and return) an exponential moving average of the weights
     seed: int = 0
-    model_weights: str | None = None
+    model_weights: str | None = None  # a weight file loaded (strictly) into the new model
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None  # tv: / timm: models: a weight tag (IMAGENET1K_V1, resnet50.tv_in1k) or a file
     # Where and how fast (execution only: they do not enter a run's key, see EXECUTION_TRAIN_FIELDS)
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps (runtime.resolve_device); auto picks a GPU when there is one
     amp: bool | None = None  # mixed precision; None: on for CUDA (bf16, else fp16 + GradScaler), off on the CPU
@@ -88,23 +90,28 @@ class TrainConfig:
 
 # TrainConfig fields added after the first release, and their defaults: they enter a run's key only when
 # set away from the default, so runs saved before they existed are still reused.
-LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0, "amp": None, "optimizer": "adamw", "momentum": 0.9,
-                                      "lr_schedule": "cosine", "label_smoothing": 0.0, "class_weighted": False,
-                                      "grad_clip": 0.0}
+LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0, "pretrained": None, "amp": None, "optimizer": "adamw",
+                                      "momentum": 0.9, "lr_schedule": "cosine", "label_smoothing": 0.0,
+                                      "class_weighted": False, "grad_clip": 0.0}
 # Where a run trains is not what it trains: a run finished on a GPU is reused on the CPU and back. (``amp``
 # is a numeric choice, so an explicit --amp / --no-amp enters the key; its default, automatic, does not.)
 EXECUTION_TRAIN_FIELDS = ("device",)
+WEIGHT_FIELDS = ("model_weights", "pretrained")  # TAG|FILE fields: a file enters by its content digest
 
 
 def train_settings(train: TrainConfig) -> dict[str, Any]:
     """The training config as a run depends on it: without the execution-only fields, and with the fields
-    added later only when set away from their default."""
+    added later only when set away from their default. A weight file enters by its content
+    (:func:`~autobackswap.weights.weights_key`), not its path."""
     settings = asdict(train)
     for name in EXECUTION_TRAIN_FIELDS:
         settings.pop(name, None)
     for name, default in LATER_TRAIN_FIELDS.items():
         if settings.get(name) == default:
             settings.pop(name)
+    for name in WEIGHT_FIELDS:
+        if settings.get(name):
+            settings[name] = weights_key(settings[name])
     return settings
 
 
@@ -386,7 +393,8 @@ def prepare_model(model: nn.Module | None, cfg: TrainConfig, num_classes: int, d
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeding.int_seed(cfg.seed, "classifier_init"))
-            model = create_model(cfg.model, num_classes, cfg.model_weights, width=cfg.width, **cfg.model_kwargs)
+            model = create_model(cfg.model, num_classes, cfg.model_weights, pretrained=cfg.pretrained, width=cfg.width,
+                                 **cfg.model_kwargs)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model.to(device)
 
@@ -428,7 +436,8 @@ def load_classifier(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if not isinstance(payload, dict) or payload.get("kind") != "classifier":
         raise NotFittedError(f"{path}: not an autobackswap classifier checkpoint")
     cfg = TrainConfig(**payload["config"])
-    model = create_model(cfg.model, payload["num_classes"], None, width=cfg.width, **cfg.model_kwargs)
+    model = create_model(cfg.model, payload["num_classes"], None, pretrained=cfg.pretrained, load=False, width=cfg.width,
+                         **cfg.model_kwargs)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload

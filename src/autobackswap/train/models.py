@@ -1,18 +1,29 @@
-"""Classifier models in plain torch, registered by name (timm's ``create_model`` pattern).
+"""Classifier models, registered by name (timm's ``create_model`` pattern).
 
-Every model takes NCHW float input in [0, 1] and exposes ``forward_features`` (pooled features,
-used by last-layer methods such as DFR) and ``head`` (the linear classifier).
+Built in: small ResNets in plain torch (``small_resnet``, ``resnet18``), fast from scratch on a CPU. By their
+standard names: ``tv:<name>`` (``torchvision.models.get_model``) and ``timm:<name>`` (``timm.create_model``), e.g.
+``tv:resnet50``, ``timm:efficientnet_b0``, ``timm:vit_small_patch16_224``, with ``pretrained`` = a weight tag
+(``IMAGENET1K_V1``, ``resnet50.tv_in1k``: fetched) or a local file (``.pt``, ``.pth``, ``.safetensors``: loaded
+strictly, :mod:`autobackswap.weights`).
+
+Every model takes NCHW float input in [0, 1] (a torchvision / timm model applies its weights' own mean and std
+inside ``forward``) and exposes ``forward_features`` (pooled features, N x D, used by last-layer methods such as
+DFR), ``head`` (the linear classifier, sized to the dataset's classes) and ``num_features`` (D).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from .. import hub
+from ..errors import AutoBackSwapError
 from ..registry import Registry
+from ..weights import KeyPlan, load_weights, split_pretrained
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("classifier model")
 
@@ -89,10 +100,71 @@ def resnet18(num_classes: int, width: int = 64, **kwargs: Any) -> nn.Module:
     )
 
 
-def create_model(name: str, num_classes: int, weights: str | None = None, **kwargs: Any) -> nn.Module:
-    """Build a registered model; ``weights`` optionally loads a local state dict (e.g. pretrained)."""
-    model = MODELS.get(name)(num_classes, **kwargs)
-    if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("state_dict", state), strict=False)
+class HubClassifier(nn.Module):
+    """A torchvision / timm network (``net``, its classifier taken off) and a new linear ``head``.
+
+    The keys (``net.*``, ``head.*``) are those of the reference implementation's ``Classifier``
+    (cesro7/spur-corr, ``methods/common/model.py``); :meth:`weight_plan` maps torchvision / timm files onto them."""
+
+    def __init__(self, body: hub.Body, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.normalize = hub.Normalize(body.data_config["mean"], body.data_config["std"])
+        self.net = body.net
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(body.num_features, num_classes)
+        self.num_features = body.num_features
+        self.data_config = body.data_config
+        self.reference_keys = (body.head_keys, body.dropped_keys)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.forward_features(x)))
+
+    def weight_plan(self) -> KeyPlan:
+        body = hub.Body(self.net, self.num_features, self.data_config, *self.reference_keys)
+        return body.plan("net.", "head", frozenset({"head.weight", "head.bias"}))
+
+
+def hub_classifier(source: str, arch: str, num_classes: int, pretrained: str | None = None, fetch: bool = True,
+                   width: int | None = None, dropout: float = 0.0, **kwargs: Any) -> nn.Module:
+    """``source:arch`` with a head for ``num_classes``; ``width`` (the built-in models' knob) is ignored and other
+    keyword arguments go to ``get_model`` / ``create_model`` (e.g. ``drop_path_rate``)."""
+    return HubClassifier(hub.build(source, arch, pretrained, fetch, **kwargs), num_classes, dropout)
+
+
+def _family(source: str) -> Callable[[str], Callable[..., nn.Module]]:
+    def resolve(arch: str) -> Callable[..., nn.Module]:
+        hub.check_arch(source, arch)  # a KeyError with close names, before anything is built
+        return functools.partial(hub_classifier, source, arch)
+
+    return resolve
+
+
+for _source in hub.SOURCES:
+    MODELS.register_family(_source)(_family(_source))
+
+
+def create_model(name: str, num_classes: int, weights: str | None = None, *, pretrained: str | None = None,
+                 load: bool = True, **kwargs: Any) -> nn.Module:
+    """Build a registered model.
+
+    ``pretrained``: a weight tag (torchvision / timm models only; fetched) or a weight file; ``weights``: a weight
+    file loaded after it (``--model-weights``). Files load strictly (:func:`autobackswap.weights.load_weights`).
+    ``load=False`` rebuilds a saved model: nothing is fetched or read, a tag only sets the
+    normalisation."""
+    factory = MODELS.get(name)
+    tag, file = split_pretrained(pretrained)
+    if MODELS.family(name) is not None:
+        model = factory(num_classes, pretrained=tag, fetch=load, **kwargs)
+    elif tag:
+        raise AutoBackSwapError(f"pretrained {tag!r}: a weight tag needs a torchvision or timm model (tv:<name>, "
+                                f"timm:<name>); {name!r} is built in, so pass a weight file instead")
+    else:
+        model = factory(num_classes, **kwargs)
+    if load:
+        for path, what in ((file, "pretrained weights"), (weights, "model weights")):
+            if path:
+                load_weights(model, path, what, f"classifier {name!r}")
     return model
