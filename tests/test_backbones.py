@@ -327,13 +327,14 @@ def test_timm_feature_map_detector_and_unknown_names() -> None:
 
 
 def test_cli_flags_reach_the_configs() -> None:
-    from autobackswap.cli import build_parser, method_options, train_config
+    from autobackswap.cli import build_parser, settings
     from autobackswap.pipeline import PipelineConfig
 
     args = build_parser().parse_args(["experiment", "DATA", "--out", "RUN", "--model", "tv:resnet50", "--pretrained",
                                       "IMAGENET1K_V1", "--detector-backbone", "tv:efficientnet_b0",
-                                      "--detector-weights", "IMAGENET1K_V1"])
-    cfg = train_config(args)
+                                      "--detector-weights", "IMAGENET1K_V1", "--methods", "erm,autobackswap"])
+    exp = settings(args, args.data)
+    cfg = exp.train
     assert (cfg.model, cfg.pretrained, cfg.model_weights) == ("tv:resnet50", "IMAGENET1K_V1", None)
-    detector = PipelineConfig.from_options(method_options(args)).detector
+    detector = PipelineConfig.from_options(exp.method_options).detector
     assert (detector.backbone, detector.weights) == ("tv:efficientnet_b0", "IMAGENET1K_V1")

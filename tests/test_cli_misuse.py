@@ -43,13 +43,13 @@ NUMERIC: list[tuple[list[str], list[tuple[str, str, str]]]] = [
         ("--t-tight", "-1", "t_tight"), ("--t-tight", "5", "t_tight"), ("--t-tight", "nan", "t_tight"),
         ("--t-loose", "-1", "t_loose"), ("--t-loose", "5", "t_loose"),
         ("--hole-dilate", "-1", "hole_dilate"), ("--hole-dilate", BIG, "hole_dilate"),
-        ("--p", "-1", "'p' is used by none"), ("--p", "2", "'p' is used by none"),  # erm does not use p
+        ("--p", "-1", "p is a"), ("--p", "2", "p is a"),
         ("--bg-only", "-1", "bg_only"), ("--bg-only", "1e30", "bg_only"),
         ("--distractor", "-1", "distractor"), ("--distractor", "2", "distractor"),
         ("--workers", "-1", "workers"), ("--workers", BIG, "workers"),
     ]),
     (["experiment", "{data}", "--out", "{out}", *TRAIN], [
-        ("--seeds", ",", "seeds"), ("--seeds", "-1", "seeds"), ("--seeds", str(2**64), "seeds"),
+        ("--seeds", ",", "seeds"), ("--seeds", "-1", "seed"), ("--seeds", str(2**64), "seed"),
         ("--methods", ",", "methods"), ("--label-budgets", "0", "label_budgets"),
         ("--label-budgets", "-5", "label_budgets"), ("--label-budgets", BIG, "label_budgets"),
         ("--epochs", "0", "epochs"), ("--image-size", "0", "image_size"), ("--t-tight", "5", "t_tight"),
@@ -80,7 +80,7 @@ NUMERIC: list[tuple[list[str], list[tuple[str, str, str]]]] = [
     (["demo", "--out", "{out}"], [
         ("--n-train", "0", "n_train"), ("--n-train", "-1", "n_train"), ("--epochs", "0", "epochs"),
         ("--epochs", "-3", "epochs"), ("--image-size", "0", "image_size"), ("--image-size", "100000", "image_size"),
-        ("--seeds", ",", "seeds"), ("--seeds", "-1", "seeds"),
+        ("--seeds", ",", "seeds"), ("--seeds", "-1", "seed"),
     ]),
     (["label", "{data}", "--db", "{out}.sqlite"], [
         ("--grid", "0", "grid"), ("--grid", "-1", "grid"), ("--grid", BIG, "grid"), ("--budget", "0", "budget"), ("--budget", "-1", "budget"),

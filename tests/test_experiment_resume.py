@@ -97,17 +97,23 @@ def test_the_run_key_follows_resolved_pipeline_settings_not_their_spelling(tiny_
 
 
 def test_training_options_added_later_keep_earlier_run_keys(tiny_synthetic: Path) -> None:
-    """``augment`` and ``ema`` enter the key only when set, so runs saved before they existed are reused;
-    set, they give another key."""
+    """``augment``, ``ema`` and the paper's training options enter the key only when set, so runs saved
+    before they existed are reused; set, each gives another key. The device never enters it."""
     from dataclasses import asdict, replace
 
     from autobackswap.experiment import run_key
-    from autobackswap.train.loop import LATER_TRAIN_FIELDS, train_settings
+    from autobackswap.train.loop import EXECUTION_TRAIN_FIELDS, LATER_TRAIN_FIELDS, train_settings
 
-    first_release = {k: v for k, v in asdict(TrainConfig()).items() if k not in LATER_TRAIN_FIELDS}
+    first_release = {k: v for k, v in asdict(TrainConfig()).items()
+                     if k not in LATER_TRAIN_FIELDS and k not in EXECUTION_TRAIN_FIELDS}
     assert train_settings(TrainConfig()) == first_release
+    assert {k: getattr(TrainConfig(), k) for k in LATER_TRAIN_FIELDS} == LATER_TRAIN_FIELDS  # the defaults
     plain = run_key("erm", 0, cfg(tiny_synthetic), "digest")
     keys = {plain}
-    for change in ({"augment": "crop"}, {"ema": 0.99}):
+    changes = ({"augment": "crop"}, {"ema": 0.99}, {"amp": False}, {"optimizer": "sgd"}, {"momentum": 0.5},
+               {"lr_schedule": "constant"}, {"label_smoothing": 0.1}, {"class_weighted": True}, {"grad_clip": 1.0})
+    for change in changes:
         keys.add(run_key("erm", 0, cfg(tiny_synthetic, train=replace(TINY, **change)), "digest"))
-    assert len(keys) == 3
+    assert len(keys) == 1 + len(changes)
+    for device in ("cpu", "cuda", "cuda:1", "mps"):
+        assert run_key("erm", 0, cfg(tiny_synthetic, train=replace(TINY, device=device)), "digest") == plain

@@ -20,7 +20,7 @@ from layout_fakes import (
     write_rows,
 )
 
-from autobackswap.cli import build_parser, main
+from autobackswap.cli import build_parser, main, settings
 from autobackswap.data.layout import load_segmentations, read_masks_csv
 from autobackswap.data.layouts import layout_names, parse_layout_spec, read_layout
 from autobackswap.data.layouts.base import detect_layout
@@ -452,7 +452,8 @@ def test_every_command_that_reads_a_dataset_has_layout() -> None:
         argv += {"evaluate": ["--checkpoint", "m.pt"], "inspect": [], "label": [], "diagnose": []}.get(command, ["--out", "o"])
         assert parser.parse_args(argv).layout == "spawrious:variant=m2m_hard"
     assert parser.parse_args(["diagnose", "RUN"]).layout is None  # the run's layout
-    assert parser.parse_args(["train", "DATA", "--out", "o"]).layout == "auto"
+    # the flag defaults to None (a recipe may set the layout); resolved, the default is auto
+    assert settings(parser.parse_args(["train", "DATA", "--out", "o"]), "DATA").layout == "auto"
 
 
 def test_train_and_separate_read_the_layout(fakes: dict[str, Path], tmp_path: Path,

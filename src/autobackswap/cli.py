@@ -51,35 +51,80 @@ def named_path(text: str) -> tuple[str, str]:
     return name, path
 
 
+# Every setting flag defaults to None: the library resolves defaults <- --recipe <- the flags given
+# (autobackswap.settings.resolve), so only the flags a user typed override a recipe.
 def add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("classifier training")
-    g.add_argument("--image-size", type=int, default=64, help="working size in px; images are resized to a square (default 64)")
-    g.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
-    g.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    g.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate, cosine decay (default 3e-3)")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay (default 5e-4)")
-    g.add_argument("--model", default="small_resnet",
+    g.add_argument("--image-size", type=int, default=None, help="working size in px; images are resized to a square (default 64)")
+    g.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
+    g.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3)")
+    g.add_argument("--weight-decay", type=float, default=None, help="weight decay (default 5e-4)")
+    g.add_argument("--optimizer", default=None, help="adamw (default) or sgd (with --momentum)")
+    g.add_argument("--momentum", type=float, default=None, help="SGD momentum (default 0.9)")
+    g.add_argument("--lr-schedule", default=None,
+                   help="cosine (linear warmup, then cosine decay; default) or constant")
+    g.add_argument("--label-smoothing", type=float, default=None, help="cross-entropy label smoothing (default 0)")
+    g.add_argument("--class-weighted", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight the cross entropy per class by max(count) / count (default off)")
+    g.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this (default 0: off)")
+    g.add_argument("--model", default=None,
                    help="classifier: small_resnet or resnet18 (built in), tv:<name> (torchvision, e.g. tv:resnet50) or "
                         "timm:<name> (e.g. timm:efficientnet_b0) (default small_resnet)")
     g.add_argument("--pretrained", default=None, metavar="TAG|FILE",
                    help="pretrained weights: a torchvision weight name (IMAGENET1K_V1) or timm tag (resnet50.tv_in1k), "
                         "fetched; or a local .pt/.pth/.safetensors file, loaded strictly (the head is sized to the data)")
-    g.add_argument("--width", type=int, default=24, help="base channel width of the built-in classifiers (default 24)")
+    g.add_argument("--width", type=int, default=None, help="base channel width of the built-in classifiers (default 24)")
     g.add_argument("--model-weights", default=None, metavar="FILE",
                    help="a weight file (e.g. an earlier model.pt) loaded strictly into the classifier")
-    g.add_argument("--no-hflip", action="store_true", help="disable horizontal-flip augmentation (wrong for digits, text)")
-    g.add_argument("--augment", default="",
-                   help="extra batch augmentations for every method, '+'-separated: crop, color (default none)")
-    g.add_argument("--ema", type=float, default=0.0,
+    g.add_argument("--no-hflip", dest="hflip", action="store_const", const=False, default=None,
+                   help="disable horizontal-flip augmentation (wrong for digits, text)")
+    g.add_argument("--augment", default=None,
+                   help="extra batch augmentations for every method, '+'-separated: crop, color, resized_crop (default none)")
+    g.add_argument("--ema", type=float, default=None,
                    help="per-step decay of a moving average of the weights, which is validated and kept (e.g. 0.995; default off)")
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: on for CUDA, bf16 where supported, else fp16; off on the CPU)")
+    g.add_argument("--drop-minority", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop the train and val images outside each class's majority place (the paper's Waterbirds setting)")
+    g.add_argument("--eval-crop", type=float, default=None,
+                   help="val/test: resize to image size / f, keep the centre (0.875: the reference's 256 -> 224; default 1)")
+    add_device_arg(p)
+    add_recipe_arg(p)
 
 
-def train_config(args: argparse.Namespace, seed: int = 0) -> Any:
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None,
+                   help="auto (a GPU when there is one; default), cpu, cuda, cuda:N or mps: where the classifier "
+                        "trains and the detector trains and predicts")
+
+
+def add_recipe_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default=None, metavar="NAME|FILE",
+                   help="settings from a recipe: waterbirds-paper, cpu-small or a .toml file; flags given override it")
+
+
+def settings(args: argparse.Namespace, data: Any, experiment: dict[str, Any] | None = None,
+             runs: list[str] | None = None) -> Any:
+    """The run's ExperimentConfig: defaults <- --recipe <- the flags given (``experiment``: extra overrides;
+    ``runs``: the methods the pipeline options are for, default the config's)."""
+    from dataclasses import fields
+
+    from .recipes import load_recipe
+    from .settings import resolve, section_kinds
     from .train.loop import TrainConfig
 
-    return TrainConfig(model=args.model, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, weight_decay=args.weight_decay, hflip=not args.no_hflip, augment=args.augment,
-                       ema=args.ema, seed=seed, model_weights=args.model_weights, pretrained=args.pretrained)
+    recipe = load_recipe(args.recipe) if getattr(args, "recipe", None) else None
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    given["also_test"] = dict(given["also_test"]) if "also_test" in given else None
+    train = {f.name: given[f.name] for f in fields(TrainConfig) if f.name in given and f.name not in ("seed", "device")}
+    exp = {k: given[k] for k in section_kinds()["experiment"] if given.get(k) is not None}
+    overrides = {"experiment": {**exp, **(experiment or {})}, "train": train, "pipeline": method_options(args)}
+    cfg = resolve(str(data), recipe, overrides, device=getattr(args, "device", None), runs=runs)
+    if cfg.recipe:
+        changed = ", ".join(cfg.recipe["overridden"]) or "none"
+        print(f"recipe {cfg.recipe['name']} ({cfg.recipe['path']}); overridden by flags: {changed}")
+    return cfg
 
 
 # ----------------------------------------------------------------------------- make-synthetic
@@ -164,7 +209,7 @@ def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] =
 
 
 def add_stream_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stream", action="store_true",
+    p.add_argument("--stream", action="store_const", const=True, default=None,
                    help="keep images, masks and swap banks on disk (OUT/cache/, read per batch) instead of in memory, "
                         "so memory stays flat as the dataset grows")
 
@@ -174,14 +219,15 @@ LAYOUT_HELP = ("dataset layout: auto (default: detected), waterbirds, spawrious[
 
 
 def add_layout_arg(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """``--layout``; the commands that resolve their settings (``settings``) pass ``default=None`` so that a
+    recipe's layout applies unless the flag is given."""
     p.add_argument("--layout", default=default, metavar="NAME", help=LAYOUT_HELP)
 
 
-def load_data(args: argparse.Namespace) -> Any:
-    from .data.splits import load_experiment_data
+def load_data(args: argparse.Namespace, cfg: Any) -> Any:
+    from .experiment import experiment_data
 
-    return load_experiment_data(args.data, args.image_size, args.out, stream=getattr(args, "stream", False),
-                                layout=args.layout)
+    return experiment_data(cfg, args.out, stream=cfg.stream)
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -194,33 +240,30 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 def _experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     from .methods import METHODS
-    p.add_argument("--methods", type=csv_strs, default=["erm"],
+    p.add_argument("--methods", type=csv_strs, default=None,
                    help=f"comma-separated methods from {', '.join(METHODS.names())}; options as name:key=value, "
                         "e.g. autobackswap:inpainter=gray (default erm)")
-    p.add_argument("--seeds", type=csv_ints, default=[0], help="comma-separated seeds (default 0)")
+    p.add_argument("--seeds", type=csv_ints, default=None, help="comma-separated seeds (default 0)")
     p.add_argument("--out", type=Path, required=True, help="run folder for results.json, models, caches")
-    p.add_argument("--label-budgets", type=csv_ints, default=[],
+    p.add_argument("--label-budgets", type=csv_ints, default=None,
                    help="sweep autobackswap over these label budgets, e.g. 25,50,100,200 (the label-efficiency curve)")
-    p.add_argument("--no-diagnostics", action="store_true",
+    p.add_argument("--no-diagnostics", dest="diagnostics", action="store_const", const=False, default=None,
                    help="skip the only_fg / only_bg / mixed_same / mixed_rand background diagnostics")
-    p.add_argument("--also-test", type=named_path, action="append", default=[], metavar="[NAME=]DIR",
+    p.add_argument("--also-test", type=named_path, action="append", default=None, metavar="[NAME=]DIR",
                    help="also score every model on the test split of the dataset DIR (same classes; repeatable), "
                         "e.g. TuxBirds' OUT/unseen beside OUT/seen, or an IN-9 variant folder "
                         "(mixed_rand=ROOT/bg_challenge/mixed_rand): each model is trained once")
     add_stream_arg(p)
-    add_layout_arg(p)
+    add_layout_arg(p, default=None)
     add_train_args(p)
     add_method_option_args(p)
     p.set_defaults(func=_experiment)
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from .experiment import ExperimentConfig, run_experiment
+    from .experiment import run_experiment
 
-    cfg = ExperimentConfig(data=str(args.data), methods=args.methods, seeds=args.seeds, image_size=args.image_size,
-                           train=train_config(args), method_options=method_options(args),
-                           label_budgets=args.label_budgets, diagnostics=not args.no_diagnostics,
-                           also_test=dict(args.also_test), stream=args.stream, layout=args.layout)
+    cfg = settings(args, args.data)
     results = run_experiment(cfg, args.out)
     print_results(results, args.out)
     return 0
@@ -228,10 +271,12 @@ def _experiment(args: argparse.Namespace) -> int:
 
 def print_results(results: dict[str, Any], out: Path) -> None:
     """The test table (and one per --also-test set), the diagnostics table and where the files are."""
-    from .evaluate.table import diagnostics_rows, render_text, results_rows, seeds_caption
+    from .evaluate.table import diagnostics_rows, paper_caption, render_text, results_rows, seeds_caption
 
     print(f"test split, {seeds_caption(results)}")
     print(render_text(*results_rows(results)))
+    if paper_caption(results):
+        print(paper_caption(results))
     for name, path in results["config"].get("also_test", {}).items():
         print(f"\ntest split of {name} ({path}), {seeds_caption(results)}")
         print(render_text(*results_rows(results, f"test:{name}")))
@@ -250,7 +295,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder; the checkpoint goes to OUT/model.pt")
     p.add_argument("--method", default="erm", help="a method from the registry (default erm)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    add_layout_arg(p)
+    add_layout_arg(p, default=None)
     add_stream_arg(p)
     add_train_args(p)
     add_method_option_args(p)
@@ -272,12 +317,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_run(args: argparse.Namespace) -> int:
     from .evaluate.table import group_table
-    from .experiment import ExperimentConfig, train_single
+    from .experiment import train_single
 
-    cfg = ExperimentConfig(data=str(args.data), methods=[args.method], seeds=[args.seed], image_size=args.image_size,
-                           train=train_config(args, args.seed), method_options=method_options(args),
-                           layout=args.layout)
-    record = train_single(cfg, args.out, stream=args.stream)
+    cfg = settings(args, args.data, {"methods": [args.method], "seeds": [args.seed]})
+    record = train_single(cfg, args.out, stream=cfg.stream)
     if record is None:  # a torchrun rank other than 0
         return 0
     val = record["val"]
@@ -351,20 +394,24 @@ def _make_photo_benchmark(args: argparse.Namespace) -> int:
 def _fit_detector_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="dataset folder (see --layout)")
     p.add_argument("--out", type=Path, required=True, help="run folder; the detector goes to OUT/detector.pt")
-    p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
+    p.add_argument("--image-size", type=int, default=None, help="working size in px (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seeds the label sample and the training (default 0)")
-    add_layout_arg(p)
+    p.add_argument("--drop-minority", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop the train images outside each class's majority place (as `experiment --drop-minority`)")
+    add_layout_arg(p, default=None)
+    add_device_arg(p)
+    add_recipe_arg(p)
     add_method_option_args(p, ("labels", "detector"))
     p.set_defaults(func=_fit_detector)
 
 
 def _fit_detector(args: argparse.Namespace) -> int:
-    from .data.splits import load_experiment_data
     from .pipeline import PipelineConfig, detector_report, fit_detector
 
-    cfg = PipelineConfig.from_options(method_options(args))
+    exp = settings(args, args.data, runs=["autobackswap"])  # the stage commands run autobackswap's pipeline
+    cfg = PipelineConfig.from_options(exp.method_options)
     cfg.check_files()
-    data = load_experiment_data(args.data, args.image_size, args.out, layout=args.layout)
+    data = load_data(args, exp)
     det, info = fit_detector(data, cfg, args.seed)
     det.save(args.out / "detector.pt")
     report = detector_report(data, det, cfg, info)
@@ -379,10 +426,14 @@ def _separate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", type=Path, default=None,
                    help="a detector from fit-detector (default: fit one from the labels, cached in OUT/detectors/)")
     p.add_argument("--oracle", action="store_true", help="use the ground-truth segmentations instead of a detector")
-    p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
+    p.add_argument("--image-size", type=int, default=None, help="working size in px (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seeds the label sample, the detector and the inpainting (default 0)")
-    add_layout_arg(p)
+    p.add_argument("--drop-minority", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop the train images outside each class's majority place (as `experiment --drop-minority`)")
+    add_layout_arg(p, default=None)
     add_stream_arg(p)
+    add_device_arg(p)
+    add_recipe_arg(p)
     add_method_option_args(p, ("labels", "detector", "separation", "engine"))
     p.set_defaults(func=_separate)
 
@@ -391,10 +442,11 @@ def _separate(args: argparse.Namespace) -> int:
     from .detect.detector import Detector
     from .pipeline import PipelineConfig, run_separation
 
-    cfg = PipelineConfig.from_options(method_options(args))
+    exp = settings(args, args.data, runs=["autobackswap"])  # the stage commands run autobackswap's pipeline
+    cfg = PipelineConfig.from_options(exp.method_options)
     cfg.check_files()
-    detector = Detector.load(args.detector) if args.detector else None
-    data = load_data(args)
+    detector = Detector.load(args.detector, device=cfg.detector.device) if args.detector else None
+    data = load_data(args, exp)
     banks = run_separation(data, cfg, args.seed, oracle=args.oracle, detector=detector)
     print(json.dumps(banks.info, indent=2))
     print(f"separation: {banks.info['separation']}")
@@ -405,16 +457,20 @@ def _separate(args: argparse.Namespace) -> int:
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
     p.add_argument("--n-train", type=int, default=2000, help="training images of the synthetic set (default 2000)")
-    p.add_argument("--epochs", type=int, default=10, help="classifier training epochs (default 10)")
-    p.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
-    p.add_argument("--seeds", type=csv_ints, default=[0], help="comma-separated training seeds (default 0)")
+    p.add_argument("--epochs", type=int, default=None, help="classifier training epochs (default 10)")
+    p.add_argument("--image-size", type=int, default=None, help="working size in px (default 64)")
+    p.add_argument("--seeds", type=csv_ints, default=None, help="comma-separated training seeds (default 0)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: on for CUDA, off on the CPU)")
+    add_device_arg(p)
+    add_recipe_arg(p)
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import DEMO_METHODS, run_demo
 
-    results = run_demo(args.out, n_train=args.n_train, image_size=args.image_size, epochs=args.epochs, seeds=args.seeds)
+    results = run_demo(args.out, n_train=args.n_train, settings=settings(args, "", runs=DEMO_METHODS))
     print_results(results, args.out)
     abs_run = results["methods"]["autobackswap"]["runs"][0]
     print(f"autobackswap mask IoU vs ground truth: {abs_run.get('mask_iou', float('nan')):.3f}; "
@@ -445,6 +501,7 @@ def _label_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--separation", type=Path, default=None, metavar="DIR",
                    help="a separation folder of this train split (RUN/separation/abs_*/): 'label next' shows its least "
                         "confident separations first (active labelling on the images the separator gets wrong)")
+    add_device_arg(p)
     p.add_argument("--import", dest="import_csv", type=Path, default=None, metavar="CSV",
                    help="import a masks.csv into the store (all rows or none) and exit")
     p.add_argument("--export", dest="export_csv", type=Path, default=None, metavar="CSV",
@@ -481,10 +538,11 @@ def _label(args: argparse.Namespace) -> int:
         raise AutoBackSwapError("--separation orders 'label next' through the model assistance: drop --no-assist")
     assist_config = None
     if args.separation is not None:
-        assist_config = AssistConfig(min_labels=args.assist_after, image_size=args.image_size, separation=args.separation)
+        assist_config = AssistConfig(min_labels=args.assist_after, image_size=args.image_size, separation=args.separation,
+                                     device=args.device or "auto")
     app = create_app(args.data, db, grid=grid, budget=args.budget, assist_after=args.assist_after,
                      assist=not args.no_assist, image_size=args.image_size, assist_config=assist_config,
-                     allowed_hosts=allowed_hosts, layout=args.layout)
+                     device=args.device or "auto", allowed_hosts=allowed_hosts, layout=args.layout)
     info = app.state.labeller.info()
     print(f"labelling {info['n_train']} training images of {args.data} ({grid}x{grid} patches); "
           f"{info['n_labelled']} labelled so far; labels are saved to {db}")

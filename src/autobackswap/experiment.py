@@ -76,6 +76,9 @@ class ExperimentConfig:
     diagnostics_same: str = "majority"  # mixed_same donors: "majority" (usual background) or "class"
     report: bool = True  # write RUN/report.html and RUN/report.md
     also_test: dict[str, str] = field(default_factory=dict)  # name -> another dataset whose test split is also scored
+    drop_minority: bool = False  # drop train and val images outside each class's majority place (the paper's setting)
+    eval_crop: float = 1.0  # < 1: val/test resized to image_size / eval_crop, centre image_size kept (0.875: 256 -> 224)
+    recipe: dict[str, Any] = field(default_factory=dict)  # the recipe these settings came from (settings.resolve)
     stream: bool = False  # keep images, masks and swap banks on disk (RUN/cache/), read per batch
     layout: str = "auto"  # dataset layout (data/layouts/): auto-detected, or a name such as spawrious:variant=m2m_hard
 
@@ -90,6 +93,12 @@ class ExperimentConfig:
         for budget in self.label_budgets:
             check_range("label_budgets", budget, 1, 100_000_000, integer=True)
         check_image_size(self.image_size)
+
+
+def experiment_data(cfg: ExperimentConfig, run_dir: str | Path, stream: bool = False) -> ExperimentData:
+    """The splits ``cfg`` works on (its layout, image size, ``drop_minority`` and ``eval_crop``)."""
+    return load_experiment_data(cfg.data, cfg.image_size, run_dir, stream=stream, drop_minority=cfg.drop_minority,
+                                eval_crop=cfg.eval_crop, layout=cfg.layout)
 
 
 def run_key(spec: str, seed: int, cfg: ExperimentConfig, data_digest: str) -> str:
@@ -115,7 +124,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, data: ExperimentD
     specs = expand_methods(cfg.methods, cfg.label_budgets)
     check_options(specs, cfg.method_options, cfg.seeds)  # methods, options and the files they name, before loading
     cfg.train.check_files()
-    data = data or load_experiment_data(cfg.data, cfg.image_size, run_dir, stream=cfg.stream, layout=cfg.layout)
+    data = data or experiment_data(cfg, run_dir, stream=cfg.stream)
     ctx = ctx or MethodContext(data.run_dir)
     also = load_also_test(cfg.also_test, data, cfg.layout)
     skips = check_methods(specs, cfg.method_options, cfg.seeds, data)  # every method's inputs, before any training
@@ -200,7 +209,8 @@ def train_or_reuse(spec: str, seed: int, cfg: ExperimentConfig, data: Experiment
     record = {"seed": seed, "train_seconds": seconds, **output.info}
     if output.fit is not None:
         record.update(best_epoch=output.fit.best_epoch, history=output.fit.history,
-                      epoch_seconds=output.fit.epoch_seconds)
+                      epoch_seconds=output.fit.epoch_seconds, device=output.fit.device,
+                      precision=output.fit.precision)
     if cfg.save_models:
         path = model_path(run_dir, spec, seed)
         save_classifier(path, output.model, train_cfg, data.num_classes, data.dataset.classes, cfg.image_size,
@@ -219,7 +229,7 @@ def train_single(cfg: ExperimentConfig, out: str | Path, stream: bool = False) -
     method = make_method(spec, cfg.method_options)
     train_cfg.check_files()
     with runtime.main_process_first():  # rank 0 writes the image caches (--stream) first
-        data = load_experiment_data(cfg.data, cfg.image_size, out, stream=stream, layout=cfg.layout)
+        data = experiment_data(cfg, out, stream=stream)
     skipped = method.check(data, train_cfg.seed)
     if skipped:
         raise AutoBackSwapError(f"method {spec} cannot run on this data: {skipped}")
@@ -232,7 +242,8 @@ def train_single(cfg: ExperimentConfig, out: str | Path, stream: bool = False) -
     if not runtime.is_main():
         return None
     fit_info = {} if output.fit is None else {"best_epoch": output.fit.best_epoch, "history": output.fit.history,
-                                               "distributed": output.fit.distributed}
+                                               "distributed": output.fit.distributed, "device": output.fit.device,
+                                               "precision": output.fit.precision}
     save_classifier(out / "model.pt", output.model, train_cfg, data.num_classes, data.dataset.classes,
                     cfg.image_size, {"method": spec, **output.info})
     val = evaluate_model(output.model, data.val, data.train_group_counts, data.dataset.classes)

@@ -41,6 +41,7 @@ FLAT: dict[str, tuple[str, str]] = {
     "grid": ("detector", "grid"), "detector_backbone": ("detector", "backbone"), "detector_width": ("detector", "width"),
     "detector_epochs": ("detector", "epochs"), "detector_weights": ("detector", "weights"),
     "detector_paste": ("detector", "paste"), "detector_patience": ("detector", "patience"),
+    "detector_device": ("detector", "device"),
     "t_tight": ("separation", "t_tight"), "t_loose": ("separation", "t_loose"), "hole": ("separation", "hole"),
     "hole_dilate": ("separation", "hole_dilate"), "inpainter": ("separation", "inpainter"),
     "refine": ("separation", "refine"), "decontaminate": ("separation", "decontaminate"),
@@ -52,9 +53,9 @@ FLAT: dict[str, tuple[str, str]] = {
     "min_confidence": ("", "min_confidence"),
 }
 JITTER_KINDS = {"scale_min": float, "scale_max": float, "rotation": float, "shift": float}
-# No cache or run key includes these: every engine writes the same files, and the health check only
-# decides whether a finished separation is used.
-EXECUTION_ONLY = ("engine", "workers", "ray_address", "max_unswapped", "allow_bad_separation")
+# No cache or run key includes these: every engine writes the same files, the detector's device is where it
+# runs, and the health check only decides whether a finished separation is used.
+EXECUTION_ONLY = ("engine", "workers", "ray_address", "detector_device", "max_unswapped", "allow_bad_separation")
 # Options added later: left out of settings() (and so of run keys) at their default, so runs saved
 # before they existed are still reused.
 LATER_OPTIONS: dict[str, Any] = {"min_confidence": 0.0}
@@ -181,8 +182,9 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
     idx, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.detector.grid, cfg.labels,
                               cfg.label_budget, cfg.label_threshold, seed)
     det = Detector(**asdict(replace(cfg.detector, grid=grids.shape[1], seed=seed)))
+    settings = {k: v for k, v in asdict(det.config).items() if k != "device"}  # where it runs is not what it is
     key = {"labels": cfg.labels, "budget": cfg.label_budget, "thr": cfg.label_threshold,
-           "detector": {**asdict(det.config), "weights": weights_key(det.config.weights)}, "size": data.image_size,
+           "detector": {**settings, "weights": weights_key(det.config.weights)}, "size": data.image_size,
            "idx": idx.tolist(),
            "data": fingerprint(data.train.images[idx], grids)}
     path = None
@@ -190,7 +192,7 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
         path = cache_dir / f"detector_{json_digest(key)}.pt"
         if path.is_file():
             log.info("detector: loading cached %s", path)
-            det = Detector.load(path)
+            det = Detector.load(path, device=cfg.detector.device)
     reused = hasattr(det, "model_")
     if not reused:
         log.info("fitting the detector: %d labelled images, %dx%d grid, %d epochs (%s backbone)", len(idx),
@@ -245,7 +247,7 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
         digest = sep_cfg.digest(f"{data.image_size}:{detector.config.grid}:{weights}:{fingerprint(train.images)}")
         out = data.run_dir / "separation" / f"abs_{digest}"
         job = SeparationJob(out, sep_cfg, detector=str(checkpoint), extra_config={"detector": info.get("detector")},
-                            **manifest)
+                            device=cfg.detector.device, **manifest)
     start = time.perf_counter()
     result = read_result(job) if readonly else run_job(job, cfg.engine, cfg.workers, cfg.ray_address)
     info["separation_seconds"] = time.perf_counter() - start  # the cut-outs and inpainting (cached: reading them)

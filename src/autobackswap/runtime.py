@@ -1,4 +1,12 @@
-"""Data-parallel training under ``torchrun``: process group, sharding, per-rank randomness.
+"""Devices and mixed precision, and data-parallel training under ``torchrun``.
+
+**Devices.** :func:`resolve_device` turns a device setting (``auto``, ``cpu``, ``cuda``, ``cuda:N``,
+``mps``) into a ``torch.device``; ``auto`` picks a CUDA GPU when there is one, then Apple's MPS, else
+the CPU. An unavailable device is one clear error. :func:`resolve_amp` decides the autocast dtype
+(``amp=None``: on for CUDA, bf16 where the GPU supports it, else fp16 with a gradient scaler; off
+elsewhere). Under torchrun each rank keeps its own device (``DistInfo.device``), as below.
+
+**torchrun.**
 
 ``torchrun --nproc_per_node N -m autobackswap train ...`` starts N processes with ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and a rendezvous address in their environment; :func:`setup` joins
@@ -27,7 +35,7 @@ import datetime
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +68,106 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+DEVICE_SPECS = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def check_device_spec(spec: str) -> str:
+    """``spec`` normalised (lower case, stripped) when it is a valid device setting; else a ValueError.
+
+    Only the spelling is checked here (a checkpoint written on a GPU machine must still load on a
+    CPU one); :func:`resolve_device` checks that the device exists."""
+    text = str(spec).strip().lower()
+    kind, sep, index = text.partition(":")
+    if text in ("auto", "cpu", "cuda", "mps") or (kind == "cuda" and sep and index.isdigit()):
+        return text
+    raise ValueError(f"device {spec!r}: expected one of {', '.join(DEVICE_SPECS)}")
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """The ``torch.device`` for a device setting; ``auto`` = a CUDA GPU, else MPS, else the CPU.
+
+    Raises :class:`~autobackswap.errors.AutoBackSwapError` (one line) for a device this machine lacks."""
+    text = check_device_spec(spec)
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps") if mps_available() else torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "mps":
+        if not mps_available():
+            raise AutoBackSwapError("device 'mps': Apple's MPS backend is not available on this machine "
+                                    "(use --device cpu or auto)")
+        return torch.device("mps")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise AutoBackSwapError(f"device {text!r}: no CUDA GPU is available (torch {torch.__version__}, "
+                                f"CUDA build {torch.version.cuda or 'none'}); use --device cpu or auto")
+    index = int(text.partition(":")[2] or torch.cuda.current_device())
+    if index >= count:
+        raise AutoBackSwapError(f"device {text!r}: this machine has {count} CUDA device"
+                                f"{'' if count == 1 else 's'} (cuda:0 to cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a forward pass runs: ``dtype`` the autocast dtype (None: plain float32) and whether the
+    loss is scaled (fp16 gradients underflow without a ``GradScaler``)."""
+
+    dtype: torch.dtype | None = None
+    scaler: bool = False
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, str(self.dtype))
+
+
+def resolve_amp(amp: bool | None, device: torch.device, bf16_supported: bool | None = None) -> Precision:
+    """Mixed precision for ``device``: ``amp=None`` means on for CUDA and off elsewhere.
+
+    On CUDA: bf16 where the GPU supports it (``bf16_supported``, asked of torch when None), else fp16
+    with a gradient scaler. Asked for explicitly on the CPU or MPS: bf16 autocast (no scaler)."""
+    if amp is None:
+        amp = device.type == "cuda"
+    if not amp:
+        return Precision()
+    if device.type == "cuda":
+        if bf16_supported is None:
+            bf16_supported = bool(torch.cuda.is_bf16_supported())
+        return Precision(torch.bfloat16) if bf16_supported else Precision(torch.float16, scaler=True)
+    return Precision(torch.bfloat16)
+
+
+def autocast(device: torch.device, precision: Precision) -> Any:
+    """The autocast context of ``precision`` on ``device`` (a no-op context for float32)."""
+    if precision.dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=precision.dtype)
+
+
+def tune(device: torch.device) -> None:
+    """Speed settings for training on ``device``: on CUDA, cuDNN picks the fastest convolution algorithms for
+    the (fixed) batch shapes. Nothing changes on the CPU."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``: the same tensor when it is there already; from pinned memory with a
+    non-blocking copy to a CUDA device (the copy overlaps with the GPU's work)."""
+    if x.device == device:
+        return x
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 def launched() -> bool:

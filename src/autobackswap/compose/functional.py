@@ -3,6 +3,11 @@
 Tensors are NCHW float in [0, 1]. A foreground is RGBA (alpha in channel 3). Every random choice is
 drawn from an explicit ``torch.Generator`` by :func:`sample_params`; :func:`apply_params` is
 deterministic, so a composite can be reproduced (and logged) from its parameters alone.
+
+Parameters are drawn on the CPU (the same numbers on every device); :meth:`SwapParams.to` moves the
+numeric ones to the device the images are on, and :func:`apply_params` runs there (affine grid and
+grid sample, in one batch). The masks and indices (which image is swapped, which background) stay on
+the CPU: they index the banks and decide control flow without waiting for the device.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ class Distractor:
     def present(self) -> torch.Tensor:
         return self.index >= 0
 
+    def to(self, device: torch.device) -> Distractor:
+        """The jitter on ``device``; the index stays on the CPU."""
+        return Distractor(self.index, self.scale.to(device), self.angle.to(device), self.shift.to(device))
+
 
 @dataclass
 class SwapParams:
@@ -57,6 +66,15 @@ class SwapParams:
     shift: torch.Tensor  # (N, 2) (dx, dy) as fractions of the side
     bg_channels: torch.Tensor | None = None  # (N, 3) long: the background's colour channels, permuted
     distractor: Distractor | None = None  # a second cut-out behind the object (SwapConfig.distractor)
+
+    def to(self, device: torch.device) -> SwapParams:
+        """The numeric parameters (jitter, channel order) on ``device``; ``swap`` and ``bg_index`` stay on
+        the CPU (they index the banks and decide control flow). The same object on the CPU."""
+        if torch.device(device).type == "cpu":
+            return self
+        return SwapParams(self.swap, self.bg_index, self.scale.to(device), self.angle.to(device),
+                          self.shift.to(device), None if self.bg_channels is None else self.bg_channels.to(device),
+                          None if self.distractor is None else self.distractor.to(device))
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -149,8 +167,8 @@ def alpha_centroids(fg: torch.Tensor) -> torch.Tensor:
     n, _, h, w = fg.shape
     a = fg[:, 3]
     mass = a.sum((1, 2)).clamp_min(1e-6)
-    xs = (torch.arange(w, dtype=fg.dtype) + 0.5) / w * 2 - 1
-    ys = (torch.arange(h, dtype=fg.dtype) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, dtype=fg.dtype, device=fg.device) + 0.5) / w * 2 - 1
+    ys = (torch.arange(h, dtype=fg.dtype, device=fg.device) + 0.5) / h * 2 - 1
     cx = (a.sum(1) * xs).sum(1) / mass
     cy = (a.sum(2) * ys).sum(1) / mass
     return torch.stack([cx, cy], 1)
@@ -176,9 +194,9 @@ def warp_foreground(fg: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor, 
 
 def paste_distractors(backgrounds: torch.Tensor, distractors: torch.Tensor, d: Distractor) -> torch.Tensor:
     """``backgrounds`` with each present distractor cut-out (N, 4, H, W) composited on it."""
-    has = d.present
-    if not bool(has.any()):
+    if not bool(d.present.any()):
         return backgrounds
+    has = torch.nonzero(d.present).flatten().to(backgrounds.device)  # rows found on the CPU: no device sync
     out = backgrounds.clone()
     warped = warp_foreground(distractors[has], d.scale[has], d.angle[has], d.shift[has], alpha_centroids(distractors[has]))
     out[has] = composite(warped, backgrounds[has]).to(out.dtype)
@@ -193,7 +211,7 @@ def apply_params(images: torch.Tensor, fg: torch.Tensor, backgrounds: torch.Tens
     with ``params.bg_index``; ``distractors``: (N, 4, H, W) the foregrounds at ``params.distractor.index``
     (any row where there is none), needed when ``params.distractor`` is set.
     """
-    sel = params.swap
+    sel = params.swap  # on the CPU: deciding what to do needs no device sync
     if params.bg_channels is not None:
         backgrounds = permute_channels(backgrounds, params.bg_channels)
     if params.distractor is not None:
@@ -205,6 +223,7 @@ def apply_params(images: torch.Tensor, fg: torch.Tensor, backgrounds: torch.Tens
         return composite(warp_foreground(fg, params.scale, params.angle, params.shift, c), backgrounds)
     out = images.clone()
     if sel.any():
+        sel = torch.nonzero(sel).flatten().to(images.device)  # the swapped rows, found on the CPU
         c = alpha_centroids(fg[sel]) if centre is None else centre[sel]
         warped = warp_foreground(fg[sel], params.scale[sel], params.angle[sel], params.shift[sel], c)
         out[sel] = composite(warped, backgrounds[sel]).to(out.dtype)

@@ -15,6 +15,7 @@ import torch
 
 from .. import seeding
 from ..data.stream import DiskArray
+from ..runtime import to_device
 from ..tensors import to_tensor
 from .functional import (
     JitterConfig,
@@ -107,24 +108,37 @@ class BackgroundSwap:
                              swappable=self.usable[indices], shuffle_bg_channels=self.config.bg_shuffle,
                              distractor=self.config.distractor)
 
-    def backgrounds_only(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` inpainted backgrounds (NCHW float), drawn class-balanced like the composites' (channels
-        shuffled when ``bg_shuffle`` is on)."""
+    def backgrounds_only(self, n: int, generator: torch.Generator, device: torch.device | None = None) -> torch.Tensor:
+        """``n`` inpainted backgrounds (NCHW float, on ``device``; default the CPU), drawn class-balanced
+        like the composites' (channels shuffled when ``bg_shuffle`` is on)."""
         params = sample_params(n, self.donors, self.config.jitter, 1.0, generator,
                                shuffle_bg_channels=self.config.bg_shuffle)
-        bg = self.bg[params.bg_index].permute(0, 3, 1, 2).float().div_(255.0)
-        return bg if params.bg_channels is None else permute_channels(bg, params.bg_channels)
+        device = device or torch.device("cpu")
+        bg = self._rows(self.bg, params.bg_index, device)
+        return bg if params.bg_channels is None else permute_channels(bg, params.bg_channels.to(device))
 
-    def apply(self, images: torch.Tensor, indices: torch.Tensor, params: SwapParams) -> torch.Tensor:
-        """``images``: NCHW float in [0, 1], or NCHW uint8 (converted only where not swapped)."""
-        fg = self.fg[indices].permute(0, 3, 1, 2).float().div_(255.0)
-        bg = self.bg[params.bg_index].permute(0, 3, 1, 2).float().div_(255.0)
+    @staticmethod
+    def _rows(bank: torch.Tensor | DiskArray, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Rows ``index`` of an NHWC uint8 bank as NCHW float in [0, 1] on ``device`` (copied as uint8)."""
+        return to_device(bank[index], device).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def apply(self, images: torch.Tensor, indices: torch.Tensor, params: SwapParams,
+              device: torch.device | None = None) -> torch.Tensor:
+        """``images``: NCHW float in [0, 1], or NCHW uint8 (converted only where not swapped).
+
+        The composites are made on ``device`` (default: where ``images`` are): the batch's rows of the
+        banks are copied there as uint8 and the warp and paste run there, in one batch."""
+        device = torch.device(device) if device is not None else images.device
+        fg = self._rows(self.fg, indices, device)
+        bg = self._rows(self.bg, params.bg_index, device)
         distractors = None
         if params.distractor is not None:
-            distractors = self.fg[params.distractor.index.clamp_min(0)].permute(0, 3, 1, 2).float().div_(255.0)
-        if images.dtype == torch.uint8 and not bool(params.swap.all()):
-            images = images.float().div_(255.0)
-        return apply_params(images, fg, bg, params, distractors=distractors)
+            distractors = self._rows(self.fg, params.distractor.index.clamp_min(0), device)
+        if not bool(params.swap.all()):  # some originals are kept (when all are swapped, none is needed there)
+            images = to_device(images, device)
+            if images.dtype == torch.uint8:
+                images = images.float().div_(255.0)
+        return apply_params(images, fg, bg, params.to(device), distractors=distractors)
 
     def __call__(self, images: torch.Tensor, indices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         indices = torch.as_tensor(indices, dtype=torch.long)

@@ -11,6 +11,9 @@
   accuracy wins. ``patience`` (0 = off, the default) stops after that many epochs without a gain;
   under the one-cycle schedule an early stop tends to fire near the learning-rate peak.
 * ``predict_proba`` returns p(foreground) per patch; ``p_bg = 1 - p_fg``.
+* ``device`` (``auto``: a GPU when there is one) is where it trains and predicts, in float32; batches are
+  augmented on the CPU and copied there. It is an execution setting: no cache key holds it, and
+  :meth:`Detector.load` takes the device to predict on (default ``auto``), whatever the checkpoint's.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import seeding
+from .. import runtime, seeding
 from ..errors import AutoBackSwapError, DataError, NotFittedError
 from ..io import atomic_open
 from ..options import check_range
@@ -56,9 +59,11 @@ class DetectorConfig:
     holdout: float = 0.2
     patience: int = 0  # early stopping after this many epochs without a hold-out gain; 0 = off
     seed: int = 0
+    device: str = "auto"  # where it trains and predicts (runtime.resolve_device); execution only
 
     def __post_init__(self) -> None:
         BACKBONES.get(self.backbone)  # KeyError listing the valid names, before any data is loaded
+        self.device = runtime.check_device_spec(self.device)
         check_range("detector paste (a probability)", self.paste, 0.0, 1.0)
         check_range("grid (patches per side)", self.grid, 1, 512, integer=True)
         check_range("detector width", self.width, 1, 4096, integer=True)
@@ -143,8 +148,12 @@ def paste_foregrounds(x: torch.Tensor, t: torch.Tensor, p: float, generator: tor
     return x, t
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+def _to_tensor(images: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
+    """NHWC uint8 -> NCHW float in [0, 1], made on ``device`` (the uint8 rows are copied there)."""
+    raw = torch.from_numpy(np.ascontiguousarray(images))
+    if device is not None:
+        raw = runtime.to_device(raw, device)
+    return raw.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class Detector:
@@ -163,9 +172,8 @@ class Detector:
         order = rng.permutation(len(images))
         n_hold = int(round(cfg.holdout * len(images))) if len(images) >= 10 else 0
         hold, train = order[:n_hold], order[n_hold:]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seeding.int_seed(cfg.seed, "detector_init"))
-            model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)
+        device = runtime.resolve_device(cfg.device)
+        model = self._new_model(device)
         x_all = _to_tensor(images)
         t_all = torch.from_numpy(grids.astype(np.float32))
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -185,6 +193,7 @@ class Detector:
                 if len(idx) < 2:
                     continue
                 x, t = augment(x_all[idx].clone(), t_all[idx].clone(), cfg, generator)
+                x, t = runtime.to_device(x, device), runtime.to_device(t, device)
                 target = t * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
                 loss = F.binary_cross_entropy_with_logits(model(x), target)
                 optimizer.zero_grad(set_to_none=True)
@@ -218,11 +227,21 @@ class Detector:
                  f"{best[0]:.3f}" if n_hold else "n/a", self.fit_seconds_)
         return self
 
+    def _new_model(self, device: torch.device) -> torch.nn.Module:
+        """The backbone, initialised from the ``detector_init`` stream (the global RNG is restored), on ``device``."""
+        cfg = self.config
+        runtime.tune(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seeding.int_seed(cfg.seed, "detector_init"))
+            model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)
+        return model.to(device)
+
     @staticmethod
     @torch.no_grad()
     def _proba(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         model.eval()
-        out = [torch.sigmoid(model(_to_tensor(images[i : i + batch_size]))).numpy()
+        device = next(model.parameters()).device
+        out = [torch.sigmoid(model(_to_tensor(images[i : i + batch_size], device))).cpu().numpy()
                for i in range(0, len(images), batch_size)]
         return np.concatenate(out) if out else np.empty((0,))
 
@@ -251,12 +270,14 @@ class Detector:
             torch.save(payload, fh)
 
     @classmethod
-    def load(cls, path: str | Path) -> Detector:
+    def load(cls, path: str | Path, device: str = "auto") -> Detector:
+        """The detector saved at ``path``, predicting on ``device`` (not the device it was trained on)."""
         payload = load_torch_file(path, "detector checkpoint file", weights_only=False)
         if not isinstance(payload, dict) or payload.get("kind") != "detector":
             raise DataError(path, "not an autobackswap detector checkpoint (make one with `autobackswap fit-detector`)")
         try:
-            det = cls(**{**payload["config"], "weights": None})  # the weights are in the checkpoint: nothing to read
+            # the weights are in the checkpoint: nothing to fetch or read; where it runs is the caller's choice
+            det = cls(**{**payload["config"], "weights": None, "device": device})
             # the tag still sets the normalisation of a torchvision / timm backbone (load=False: nothing is fetched)
             model = create_backbone(det.config.backbone, det.config.grid, payload["config"].get("weights"), load=False,
                                     width=det.config.width)
@@ -264,6 +285,7 @@ class Detector:
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise DataError(path, f"damaged detector checkpoint ({first_line})") from None
+        model = model.to(runtime.resolve_device(device))
         model.eval()
         det.model_ = model
         det.history_ = payload["history"]

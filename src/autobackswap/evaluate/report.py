@@ -30,6 +30,8 @@ from .table import (
     diagnostics_rows,
     fmt,
     label_efficiency_rows,
+    paper_caption,
+    recipe_rows,
     render_markdown,
     results_rows,
     seeds_caption,
@@ -294,7 +296,8 @@ def also_tests(results: dict[str, Any]) -> list[tuple[str, str]]:
 def render_html(results: dict[str, Any], images: dict[str, bytes], sheets: list[tuple[str, Path]]) -> str:
     """The self-contained HTML report. ``images`` maps a figure key (``groups``, ``label_efficiency``,
     ``diagnostic_samples``) to PNG bytes; ``sheets`` lists the contact sheets as (caption, path)."""
-    parts = [*_html_header(results), *_html_results(results), *_html_groups(images), *_html_curves(images),
+    parts = [*_html_header(results), *_html_results(results), *_html_recipe(results), *_html_groups(images),
+             *_html_curves(images),
              *_html_label_efficiency(results, images), *_html_diagnostics(results, images), *_html_sheets(sheets),
              *_html_data(results), *_html_validation(results), "</main></body></html>"]
     return "\n".join(parts)
@@ -332,7 +335,9 @@ def _html_results(results: dict[str, Any]) -> list[str]:
              f'<p class="caption">{_e(seeds_caption(results))}. {_e(best_caption(results))} A method that cannot '
              "work on this data is marked <em>skipped</em> with the reason; no number is reported for it.</p>",
              _results_table_html(results),
-             f'<p class="caption">{_e(LEGEND)}</p></section>']
+             f'<p class="caption">{_e(LEGEND)}</p>',
+             f'<p class="caption">{_e(paper_caption(results))}</p>' if paper_caption(results) else "",
+             "</section>"]
     for name, dataset in also_tests(results):
         parts.append(f'<section class="also-test"><h2>Results on the test split of {_e(name)}</h2>')
         parts.append(f'<p class="caption">The same models scored on the test split of <code>{_e(dataset)}</code>. '
@@ -436,6 +441,15 @@ def _html_sheets(sheets: list[tuple[str, Path]]) -> list[str]:
     return parts
 
 
+def _html_recipe(results: dict[str, Any]) -> list[str]:
+    """The recipe the settings came from, each setting it made (and which a flag replaced)."""
+    caption, header, rows = recipe_rows(results)
+    if not caption:
+        return []
+    return ['<section id="recipe"><h2>Recipe</h2>', f'<p class="caption">{_e(caption)}</p>',
+            html_table(header, rows, "recipe-table", text_columns=(1, 2)), "</section>"]
+
+
 def _html_data(results: dict[str, Any]) -> list[str]:
     """The group make-up of train and val, when recorded."""
     header, rows = _group_make_up(results)
@@ -470,6 +484,11 @@ def render_markdown_report(results: dict[str, Any], files: dict[str, str], sheet
     needs = [e.get("needs", "") for e in results["methods"].values()]
     lines += [render_markdown([header[0], "needs", *header[1:]], [[r[0], n, *r[1:]] for r, n in zip(rows, needs, strict=True)]), ""]
     lines += [best_caption(results).replace("highlighted", "in bold"), "", LEGEND, ""]
+    if paper_caption(results):
+        lines += [paper_caption(results), ""]
+    caption, recipe_header, recipe_table = recipe_rows(results)
+    if caption:
+        lines += ["## Recipe", "", caption, "", render_markdown(recipe_header, recipe_table), ""]
     for name, dataset in also_tests(results):
         lines += [f"## Results on the test split of {name}", "", f"The same models on `{dataset}`. {seeds_caption(results)}.", ""]
         header, rows = results_rows(results, f"test:{name}")

@@ -65,19 +65,54 @@ def time_cells(entry: dict[str, Any]) -> list[str]:
     return [seconds(classifier), detector, seconds(entry.get("separation_seconds"))]
 
 
+def paper_figures(results: dict[str, Any]) -> dict[str, Any]:
+    """The ``[paper]`` section of the recipe the run used (``settings.resolve`` records it in the config):
+    ``source``, ``metric``, ``unit`` and ``figures`` (method -> the paper's figure); ``{}`` without one."""
+    return dict(((results.get("config") or {}).get("recipe") or {}).get("paper") or {})
+
+
+def paper_caption(results: dict[str, Any]) -> str:
+    """One line naming where the ``paper`` column's figures come from ("" when there is none)."""
+    paper = paper_figures(results)
+    return f"paper: {paper['source']}" if paper.get("figures") and paper.get("source") else ""
+
+
+def recipe_rows(results: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """The recipe a run used: a caption and one row per setting it made (a flag's replacement marked);
+    ``("", [], [])`` without a recipe."""
+    recipe = (results.get("config") or {}).get("recipe") or {}
+    if not recipe:
+        return "", [], []
+    overridden = recipe.get("overridden") or {}
+    rows = []
+    for section, values in (recipe.get("settings") or {}).items():
+        for key, value in values.items():
+            flag = overridden.get(f"{section}.{key}")
+            rows.append([f"{section}.{key}", str(value), f"flag (recipe: {flag['recipe']})" if flag else "recipe"])
+    return f"recipe {recipe.get('name')} ({recipe.get('path')})", ["setting", "value", "from"], rows
+
+
 def results_rows(results: dict[str, Any], split: str = "test") -> tuple[list[str], list[list[str]]]:
+    """One row per method; on the test split of a run whose recipe carries a paper's figures, a ``paper``
+    column beside the note shows them (the figures live in the recipe file, not here)."""
+    paper = paper_figures(results) if split == "test" else {}
+    figures = paper.get("figures") or {}
+    metric = dict(COLUMNS).get(paper.get("metric", ""), paper.get("metric", ""))
     header = ["method", *[label for _, label in COLUMNS], "mask IoU", *TIME_COLUMNS, "note"]
+    if figures:
+        header.insert(-1, f"paper {metric} ({paper['unit']})" if paper.get("unit") else f"paper {metric}")
     rows = []
     for name, entry in results["methods"].items():
         metrics = entry.get(split)
+        extra = [str(figures.get(name, "-"))] if figures else []
         if metrics is None:
-            rows.append([name, "skipped", *["n/a"] * (len(COLUMNS) - 1), "-", *["-"] * len(TIME_COLUMNS),
+            rows.append([name, "skipped", *["n/a"] * (len(COLUMNS) - 1), "-", *["-"] * len(TIME_COLUMNS), *extra,
                          entry.get("skipped", "")])
             continue
         cells = [fmt(metrics.get(key), _std(metrics, key)) for key, _ in COLUMNS]
         note = "; ".join(entry.get("notes", []))
         iou = fmt(entry.get("mask_iou"))
-        rows.append([name, *cells, iou, *time_cells(entry), note])
+        rows.append([name, *cells, iou, *time_cells(entry), *extra, note])
     return header, rows
 
 

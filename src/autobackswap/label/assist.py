@@ -58,6 +58,7 @@ class AssistConfig:
     threshold: float = 0.5  # suggestion: p_fg >= threshold
     separation: str | Path | None = None  # a separation folder: "label next" = its least confident images first
     seed: int = 0
+    device: str = "auto"  # where the detector trains and predicts (runtime.resolve_device)
 
     def __post_init__(self) -> None:
         check_range("assist_after (labels before the first detector)", self.min_labels, 2, 10_000_000, integer=True)
@@ -221,7 +222,8 @@ class Assistant:
         idx = np.array([self._position[k] for k in keys], dtype=np.int64)
         grids = np.stack([labels[k] for k in keys])
         images = self.images()
-        params = {"seed": self.config.seed, **self.config.detector_params, "grid": self.grid}
+        params = {"seed": self.config.seed, **self.config.detector_params, "grid": self.grid,
+                  "device": self.config.device}
         start = time.perf_counter()
         detector = Detector(**params).fit(images[idx], grids)
         p_fg = detector.predict_proba(images)

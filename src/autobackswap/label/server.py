@@ -631,16 +631,19 @@ def create_app(
     allowed_hosts: Sequence[str] | None = LOCAL_HOSTS,
     preview_count: int = 6,
     seed: int = 0,
+    device: str = "auto",
     layout: str = "auto",
 ) -> FastAPI:
     """The labelling app for the dataset at ``data_dir`` (labels in ``db_path``, default DATA/labels.sqlite),
     read in ``layout`` (see :mod:`autobackswap.data.layouts`).
 
+    ``device`` is where the assistant's detector trains and predicts (``auto``: a GPU when there is one).
+
     ``allowed_hosts=None`` accepts any ``Host`` header (when serving on a non-local ``--host``).
     """
     config = None
     if assist:
-        config = assist_config or AssistConfig(min_labels=assist_after, image_size=image_size, seed=seed)
+        config = assist_config or AssistConfig(min_labels=assist_after, image_size=image_size, seed=seed, device=device)
     state = open_label_state(data_dir, db_path, grid, budget, config, preview_count, seed, layout)
     app = FastAPI(title="autobackswap label", lifespan=state.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.labeller = state

@@ -30,12 +30,12 @@ class GroupDROLoss:
         y, g = target[:, 0], target[:, 1]
         losses = F.cross_entropy(logits, y, reduction="none")
         n = len(self.q)
-        sums = torch.zeros(n, dtype=losses.dtype).scatter_add(0, g, losses)
+        sums = torch.zeros(n, dtype=losses.dtype, device=losses.device).scatter_add(0, g, losses)
         counts = torch.bincount(g, minlength=n).to(losses.dtype)
         present = counts > 0
         group_loss = sums / counts.clamp_min(1)
         with torch.no_grad():
-            q = self.q.clone()
+            q = self.q.to(losses.device).clone()  # on the training device (a copy either way)
             q[present] = q[present] * torch.exp(self.eta * group_loss[present].detach().double())
             self.q = q / q.sum()
         weights = self.q.to(losses.dtype) * present

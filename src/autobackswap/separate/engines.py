@@ -115,6 +115,7 @@ class SeparationJob:
     segmentation_masks: Any = None
     extra_config: dict[str, Any] = field(default_factory=dict)
     chunk_size: int = 256
+    device: str = "auto"  # where the detector runs (execution only: the files do not record it)
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -196,31 +197,31 @@ def read_result(job: SeparationJob) -> SeparationResult:
     return SeparationResult(job.out_dir, json.loads(summary.read_text())["counts"], job.n)
 
 
-def _load_detector(path: str) -> Any:
-    return _load_detector_version(path, os.stat(path).st_mtime_ns)
+def _load_detector(path: str, device: str = "auto") -> Any:
+    return _load_detector_version(path, os.stat(path).st_mtime_ns, device)
 
 
 @lru_cache(maxsize=4)
-def _load_detector_version(path: str, mtime_ns: int) -> Any:
-    return Detector.load(path)
+def _load_detector_version(path: str, mtime_ns: int, device: str) -> Any:
+    return Detector.load(path, device=device)
 
 
 def chunk_masks(job: SeparationJob, images: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """The chunk's masks: p(foreground) grids from the detector (one batch; the chunk's confidence
-    file is written on the way), or GT masks."""
+    """The chunk's masks: p(foreground) grids from the detector (one batch, on the job's device; the
+    chunk's confidence file is written on the way), or GT masks."""
     if job.kind == "grid":
         assert job.detector is not None
-        return predict_chunk(job.detector, images, job.chunk_size, job.out_dir, start, job.cfg.t_tight)
+        return predict_chunk(job.detector, images, job.chunk_size, job.out_dir, start, job.cfg.t_tight, job.device)
     assert job.segmentations is not None
     return decode_masks(job.segmentations[start:stop], job.rows[start:stop], job.image_size)
 
 
 def predict_chunk(detector: str, images: np.ndarray, chunk_size: int, out_dir: str | Path, start: int,
-                  t_tight: float) -> np.ndarray:
+                  t_tight: float, device: str = "auto") -> np.ndarray:
     """p(foreground) grids of one chunk (one batch), and its rows of the separation confidence
     (:mod:`~autobackswap.detect.confidence`: the flipped images are predicted in one batch too),
-    written to ``OUT/confidence/<start>.csv``."""
-    det = _load_detector(detector)
+    written to ``OUT/confidence/<start>.csv``. The detector runs on ``device``."""
+    det = _load_detector(detector, device)
     batch = max(chunk_size, len(images))
     p_fg = det.predict_proba(images, batch_size=batch)
     p_flip = det.predict_proba(np.ascontiguousarray(images[:, :, ::-1]), batch_size=batch)
@@ -248,7 +249,7 @@ def complete_confidence(job: SeparationJob) -> None:
         if not path.is_file():
             stop = min(job.n, start + job.chunk_size)
             predict_chunk(job.detector, read_chunk_images(job, start, stop), job.chunk_size, job.out_dir, start,
-                          job.cfg.t_tight)
+                          job.cfg.t_tight, job.device)
         parts.append(read_confidence(path))
     merged = {c: np.concatenate([p[c] for p in parts]) if parts else np.zeros(0) for c in CONFIDENCE_COLUMNS}
     write_confidence(job.out_dir / CONFIDENCE_FILE, merged["index"], merged)
@@ -442,10 +443,11 @@ def _ray_read(batch: dict[str, Any], size: int) -> dict[str, Any]:
 class _RayDetector:
     """Stage 2 (actor pool): p(foreground) grids for a whole chunk in one batch."""
 
-    def __init__(self, checkpoint: str, chunk_size: int, out_dir: str, t_tight: float) -> None:
+    def __init__(self, checkpoint: str, chunk_size: int, out_dir: str, t_tight: float, device: str = "auto") -> None:
         _init_worker()
         self.checkpoint = checkpoint
-        _load_detector(checkpoint)
+        self.device = device
+        _load_detector(checkpoint, device)
         self.chunk_size = chunk_size
         self.out_dir = out_dir
         self.t_tight = t_tight
@@ -453,7 +455,7 @@ class _RayDetector:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         images = batch["images"][0]
         p_fg = predict_chunk(self.checkpoint, images, self.chunk_size, self.out_dir, int(batch["start"][0]),
-                             self.t_tight)
+                             self.t_tight, self.device)
         return {**batch, "masks": p_fg[None]}
 
 
@@ -516,7 +518,7 @@ class RayEngine(Engine):
             # the work and the separation tasks should keep every core busy.
             actors = max(1, min(len(manifest), math.ceil(cpus / 8)))
             ds = ds.map_batches(_RayDetector, batch_size=1, fn_constructor_args=(str(job.detector), job.chunk_size,
-                                                                         str(job.out_dir), job.cfg.t_tight),
+                                                                          str(job.out_dir), job.cfg.t_tight, job.device),
                                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_cpus=0)
         ds = ds.flat_map(_ray_explode)
         ds = ds.map_batches(_ray_separate, batch_size=TASK_SIZE,

@@ -8,6 +8,7 @@ compositions come first), so they apply to ERM, AutoBackSwap and every baseline 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -34,7 +35,7 @@ def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation
     n = x.shape[0]
 
     def factor(s: float) -> torch.Tensor:
-        return uniform(n, 1 - s, 1 + s, generator).view(n, 1, 1, 1)
+        return uniform(n, 1 - s, 1 + s, generator).view(n, 1, 1, 1).to(x.device)
 
     x = x * factor(brightness)
     mean = x.mean((1, 2, 3), keepdim=True)
@@ -49,7 +50,7 @@ def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation
         rot = torch.zeros(n, 3, 3)
         rot[:, 0, 0] = 1
         rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-        m = from_yiq @ rot @ to_yiq  # (n, 3, 3)
+        m = (from_yiq @ rot @ to_yiq).to(x.device, x.dtype)  # (n, 3, 3)
         x = torch.einsum("nij,njhw->nihw", m, x)
     return x.clamp_(0.0, 1.0).contiguous(memory_format=torch.channels_last)
 
@@ -67,9 +68,43 @@ def random_resized_crop(x: torch.Tensor, min_side: float, shift: float, generato
     tx, ty = uniform(n, -1.0, 1.0, generator) * reach, uniform(n, -1.0, 1.0, generator) * reach
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = side, side, tx, ty
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return out.clamp_(0.0, 1.0).contiguous(memory_format=torch.channels_last)
+
+
+def scale_ratio_crop(x: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
+                     generator: torch.Generator, tries: int = 10) -> torch.Tensor:
+    """torchvision's ``RandomResizedCrop`` on a batch: per image, a crop covering ``scale`` of the area with
+    aspect ratio (w / h) log-uniform in ``ratio``, at a uniformly random place inside the image, resized
+    back to the full size (bilinear).
+
+    As in torchvision, up to ``tries`` (area, ratio) draws are made and the first crop that fits inside
+    the image is used; when none fits, the whole image is kept (the fallback for a square image whose
+    ratio range holds 1)."""
+    n = x.shape[0]
+    area = uniform(n * tries, scale[0], scale[1], generator).view(n, tries)
+    log_r = uniform(n * tries, math.log(ratio[0]), math.log(ratio[1]), generator).view(n, tries)
+    w, h = torch.sqrt(area * torch.exp(log_r)), torch.sqrt(area / torch.exp(log_r))  # fractions of the side
+    fits = (w <= 1.0) & (h <= 1.0)
+    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((n,), -1))
+    rows = torch.arange(n)
+    w = torch.where(first >= 0, w[rows, first.clamp_min(0)], torch.ones(n))
+    h = torch.where(first >= 0, h[rows, first.clamp_min(0)], torch.ones(n))
+    cx = (w - 1.0) + 2.0 * (1.0 - w) * uniform(n, 0.0, 1.0, generator)  # crop centre in [-1, 1] units
+    cy = (h - 1.0) + 2.0 * (1.0 - h) * uniform(n, 0.0, 1.0, generator)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = w, h, cx, cy
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.clamp_(0.0, 1.0).contiguous(memory_format=torch.channels_last)
+
+
+@AUGMENTS.register("resized_crop")
+def resized_crop(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The reference's Waterbirds training crop: ``RandomResizedCrop(scale=(0.7, 1.0), ratio=(3/4, 4/3))``
+    (cesro7/spur-corr ``utils.py``, ``get_train_transform``)."""
+    return scale_ratio_crop(x, (0.7, 1.0), (3 / 4, 4 / 3), generator)
 
 
 @AUGMENTS.register("crop")

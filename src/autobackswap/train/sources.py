@@ -3,7 +3,12 @@
 Every source has ``order(generator)`` (the epoch's index order) and ``batch(idx, generator)``;
 :func:`epoch_batches` walks the order in chunks. ERM's :class:`ArraySource` shuffles and flips,
 :class:`SwapSource` composes background swaps, and :class:`ShardedSource` gives each torchrun rank
-its share of every global batch. All randomness comes from an explicit ``torch.Generator``.
+its share of every global batch. All randomness comes from an explicit ``torch.Generator`` (on the
+CPU, so a seed draws the same numbers whatever the device).
+
+``source.to(device)`` makes a source build its batches on ``device``: the uint8 rows are gathered on
+the CPU, copied from pinned memory, and converted, flipped and composed on the device. On the CPU
+(the default) the batches are exactly what they were before devices existed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from ..compose.functional import SwapParams
 from ..compose.swap import BackgroundSwap, as_bank
 from ..data.stream import is_disk_backed
 from ..errors import AutoBackSwapError
-from ..runtime import DistInfo
+from ..runtime import DistInfo, to_device
 from ..tensors import to_tensor
 
 
@@ -47,6 +52,11 @@ class ArraySource:
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.hflip = hflip
         self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> ArraySource:
+        self.device = torch.device(device)
+        return self
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -58,7 +68,7 @@ class ArraySource:
         return torch.randperm(n, generator=generator)
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x = to_tensor(self.images[idx])
+        x = to_tensor(to_device(self.images[idx], self.device))
         return (maybe_flip(x, generator) if self.hflip else x), self.labels[idx]
 
     def batches(
@@ -82,7 +92,8 @@ def maybe_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Flip each NCHW image horizontally with probability 0.5."""
     flip = torch.rand(x.shape[0], generator=generator) < 0.5
     if flip.any():
-        x[flip] = x[flip].flip(-1)
+        rows = torch.nonzero(flip).flatten().to(x.device)  # indices made on the CPU: no device sync
+        x[rows] = x[rows].flip(-1)
     return x
 
 
@@ -95,6 +106,12 @@ class SwapSource:
         self.swap = swap
         self.hflip = hflip
         self.last_params: SwapParams | None = None
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> SwapSource:
+        """Compose on ``device``: each batch's rows of the banks go there and are pasted there."""
+        self.device = torch.device(device)
+        return self
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -108,13 +125,13 @@ class SwapSource:
         (one-hot for the composites, uniform for the backgrounds)."""
         params = self.swap.sample(idx, generator)
         originals = self.images[idx].permute(0, 3, 1, 2)  # uint8 view; floats made only if needed
-        x = self.swap.apply(originals, idx, params)
+        x = self.swap.apply(originals, idx, params, device=self.device)
         self.last_params = params
         y = self.labels[idx]
         k = round(self.swap.config.bg_only * len(idx))
         if k > 0:
             k_classes = len(self.swap.donors)
-            x = torch.cat([x, self.swap.backgrounds_only(k, generator)])
+            x = torch.cat([x, self.swap.backgrounds_only(k, generator, device=self.device)])
             y = torch.cat([torch.nn.functional.one_hot(y, k_classes).float(), torch.full((k, k_classes), 1.0 / k_classes)])
         x = x.contiguous(memory_format=torch.channels_last)
         return (maybe_flip(x, generator) if self.hflip else x), y
@@ -148,6 +165,16 @@ class ShardedSource:
         self.info = info
         self.order_generator = order_generator
         self.samples_seen = 0
+
+    @property
+    def labels(self) -> Any:
+        return getattr(self.source, "labels", None)
+
+    def to(self, device: torch.device) -> ShardedSource:
+        to = getattr(self.source, "to", None)
+        if callable(to):
+            to(device)
+        return self
 
     def __len__(self) -> int:
         return len(self.source)
