@@ -225,29 +225,8 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
     sep_cfg = cfg.separation_config(seed)
     train = data.train
     stream = is_disk_backed(train.images)
-    manifest: dict[str, Any] = {"paths": [str(r.path) for r in train.records], "rows": [r.row for r in train.records],
-                                "image_size": data.image_size, "images": train.images}
-    seg = None
-    if data.dataset.has_segmentations:
-        seg = (mask_cache(data.dataset, train.records, data.image_size, data.run_dir / "cache", "train")
-               if stream else train.segmentations)
-    if oracle:
-        if seg is None:
-            raise missing_masks_error(data)
-        digest = sep_cfg.digest(f"{data.image_size}:{fingerprint(train.images, seg)}")
-        out = data.run_dir / "separation" / f"oracle_{digest}"
-        job = SeparationJob(out, sep_cfg, segmentations=[str(data.dataset.segmentation_path(r)) for r in train.records],
-                            segmentation_masks=seg, **manifest)
-    else:
-        if detector is None:
-            detector, det_info = fit_detector(data, cfg, seed, data.run_dir / "detectors")
-            info.update(det_info)
-        checkpoint, weights = detector_checkpoint(detector, data.run_dir / "detectors", info.get("detector"))
-        # keyed by the detector's weights (its content), never by a path: a moved run folder is reused
-        digest = sep_cfg.digest(f"{data.image_size}:{detector.config.grid}:{weights}:{fingerprint(train.images)}")
-        out = data.run_dir / "separation" / f"abs_{digest}"
-        job = SeparationJob(out, sep_cfg, detector=str(checkpoint), extra_config={"detector": info.get("detector")},
-                            device=cfg.detector.device, **manifest)
+    job, seg, detector = separation_job(data, cfg, seed, oracle, detector, info)
+    out = job.out_dir
     start = time.perf_counter()
     result = read_result(job) if readonly else run_job(job, cfg.engine, cfg.workers, cfg.ray_address)
     info["separation_seconds"] = time.perf_counter() - start  # the cut-outs and inpainting (cached: reading them)
@@ -265,20 +244,58 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
     info["contact_sheet"] = str(out / "contact_sheet.png")
     if readonly:
         return Banks(swap, info)
-    problem = separation_problem(info, len(train), cfg)
     rows = sheet_rows(len(train), 8, confidence)
     separation_sheet(out / "contact_sheet.png", train.images[rows], fg[rows], bg[rows],
                      composites_for(swap, train.images, rows, 3, seed),
                      None if oracle or detector is None else detector.predict_proba(train.images[rows]),
                      row_titles=None if confidence is None else confidence_titles(rows, confidence))
-    if problem is not None:
-        if not cfg.allow_bad_separation:
-            raise AutoBackSwapError(
-                f"the separation looks broken: {problem}. Look at {out / 'contact_sheet.png'}; try a --t-tight nearer "
-                f"0.5, more --detector-epochs or more labels; --allow-bad-separation trains on it anyway")
-        log.warning("SEPARATION WARNING (training anyway, --allow-bad-separation): %s", problem)
-        info["separation_warning"] = problem
+    check_health(info, len(train), cfg, out / "contact_sheet.png")
     return Banks(swap, info)
+
+
+def separation_job(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool, detector: Detector | None,
+                   info: dict[str, Any]) -> tuple[SeparationJob, Any, Detector | None]:
+    """The separation job of the train split (its folder keyed by the masks' source and the data), the
+    ground-truth masks when the dataset has them, and the detector (fitted here when none is given; its
+    figures go into ``info``)."""
+    sep_cfg = cfg.separation_config(seed)
+    train = data.train
+    manifest: dict[str, Any] = {"paths": [str(r.path) for r in train.records], "rows": [r.row for r in train.records],
+                                "image_size": data.image_size, "images": train.images}
+    seg = None
+    if data.dataset.has_segmentations:
+        seg = (mask_cache(data.dataset, train.records, data.image_size, data.run_dir / "cache", "train")
+               if is_disk_backed(train.images) else train.segmentations)
+    if oracle:
+        if seg is None:
+            raise missing_masks_error(data)
+        digest = sep_cfg.digest(f"{data.image_size}:{fingerprint(train.images, seg)}")
+        job = SeparationJob(data.run_dir / "separation" / f"oracle_{digest}", sep_cfg, segmentation_masks=seg,
+                            segmentations=[str(data.dataset.segmentation_path(r)) for r in train.records], **manifest)
+        return job, seg, detector
+    if detector is None:
+        detector, det_info = fit_detector(data, cfg, seed, data.run_dir / "detectors")
+        info.update(det_info)
+    checkpoint, weights = detector_checkpoint(detector, data.run_dir / "detectors", info.get("detector"))
+    # keyed by the detector's weights (its content), never by a path: a moved run folder is reused
+    digest = sep_cfg.digest(f"{data.image_size}:{detector.config.grid}:{weights}:{fingerprint(train.images)}")
+    job = SeparationJob(data.run_dir / "separation" / f"abs_{digest}", sep_cfg, detector=str(checkpoint),
+                        extra_config={"detector": info.get("detector")}, device=cfg.detector.device, **manifest)
+    return job, seg, detector
+
+
+def check_health(info: dict[str, Any], n: int, cfg: PipelineConfig, sheet: Path) -> None:
+    """Stop on a separation that fails the health check (:func:`separation_problem`), or, with
+    ``allow_bad_separation``, record the warning in ``info`` and go on."""
+    problem = separation_problem(info, n, cfg)
+    if problem is None:
+        return
+    if not cfg.allow_bad_separation:
+        raise AutoBackSwapError(
+            f"the separation looks broken: {problem}. Look at {sheet}; try a --t-tight nearer "
+            f"0.5, more --detector-epochs or more labels; --allow-bad-separation trains on it anyway")
+    log.warning("SEPARATION WARNING (training anyway, --allow-bad-separation): %s", problem)
+    info["separation_warning"] = problem
 
 
 def low_confidence(confidence: np.ndarray | None, min_confidence: float, info: dict[str, Any]) -> np.ndarray | None:
