@@ -37,7 +37,36 @@ class BatchSource(Protocol):
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
 
-class ArraySource:
+class IndexedSource:
+    """The common part of the sources over a training set's indices: labels, flips, the device the
+    batches are built on, a uniform shuffle per epoch; subclasses implement ``batch(idx, generator)``."""
+
+    def __init__(self, labels: np.ndarray, hflip: bool = True) -> None:
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.hflip = hflip
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device) -> IndexedSource:
+        """Build the batches on ``device`` (the uint8 rows go there and are converted there)."""
+        self.device = torch.device(device)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.randperm(len(self.labels), generator=generator)
+
+    def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def batches(
+        self, epoch: int, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return epoch_batches(self, batch_size, generator)
+
+
+class ArraySource(IndexedSource):
     """Shuffled batches from in-memory arrays, with optional horizontal flips and per-sample weights."""
 
     def __init__(
@@ -47,34 +76,19 @@ class ArraySource:
         hflip: bool = True,
         sample_weights: np.ndarray | None = None,
     ) -> None:
+        super().__init__(labels, hflip)
         # NHWC uint8; a DiskArray stays on disk and is read per batch (indexing it by a tensor gives a tensor)
         self.images = images if is_disk_backed(images) else torch.from_numpy(np.ascontiguousarray(images))
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.hflip = hflip
         self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
-        self.device = torch.device("cpu")
-
-    def to(self, device: torch.device) -> ArraySource:
-        self.device = torch.device(device)
-        return self
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
     def order(self, generator: torch.Generator) -> torch.Tensor:
-        n = len(self.labels)
         if self.sample_weights is not None:
-            return torch.multinomial(self.sample_weights, n, replacement=True, generator=generator)
-        return torch.randperm(n, generator=generator)
+            return torch.multinomial(self.sample_weights, len(self.labels), replacement=True, generator=generator)
+        return super().order(generator)
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = to_tensor(to_device(self.images[idx], self.device))
         return (maybe_flip(x, generator) if self.hflip else x), self.labels[idx]
-
-    def batches(
-        self, epoch: int, batch_size: int, generator: torch.Generator
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return epoch_batches(self, batch_size, generator)
 
 
 def epoch_batches(source: Any, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -97,27 +111,15 @@ def maybe_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return x
 
 
-class SwapSource:
-    """The training-batch source used by the ``autobackswap`` and ``oracle`` methods."""
+class SwapSource(IndexedSource):
+    """The training-batch source used by the ``autobackswap`` and ``oracle`` methods (composed on the
+    source's device: each batch's rows of the banks go there and are pasted there)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, swap: BackgroundSwap, hflip: bool = True) -> None:
+        super().__init__(labels, hflip)
         self.images = as_bank(images)
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.swap = swap
-        self.hflip = hflip
         self.last_params: SwapParams | None = None
-        self.device = torch.device("cpu")
-
-    def to(self, device: torch.device) -> SwapSource:
-        """Compose on ``device``: each batch's rows of the banks go there and are pasted there."""
-        self.device = torch.device(device)
-        return self
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def order(self, generator: torch.Generator) -> torch.Tensor:
-        return torch.randperm(len(self.labels), generator=generator)
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and targets for dataset indices ``idx``: the composites with their labels, and with
@@ -135,9 +137,6 @@ class SwapSource:
             y = torch.cat([torch.nn.functional.one_hot(y, k_classes).float(), torch.full((k, k_classes), 1.0 / k_classes)])
         x = x.contiguous(memory_format=torch.channels_last)
         return (maybe_flip(x, generator) if self.hflip else x), y
-
-    def batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return epoch_batches(self, batch_size, generator)
 
 
 def shard_batches(order: torch.Tensor, batch_size: int, rank: int, world_size: int) -> Iterator[torch.Tensor]:
