@@ -1,0 +1,305 @@
+"""Mask-error sensitivity: how worst-group accuracy falls as the separation gets worse.
+
+    python benchmarks/bench_mask_errors.py                                       # synthetic, 3 seeds, 10 epochs
+    python benchmarks/bench_mask_errors.py --data tuxbirds --epochs 60 --augment color \\
+        --options bg_shuffle=true --out runs/bench/mask_errors_tux                # TuxBirds seen, the photo options
+
+Starts from the ground-truth masks, injects one kind of error at a few strengths, and trains as the
+oracle does (the same swaps, inpainter and classifier; only the masks differ). The kinds (``--errors``,
+``kind:strength,strength`` items):
+
+* ``erode`` / ``dilate`` by k px: the cut-out loses object, or carries background with it (the rim);
+* ``drop_fg`` / ``add_bg``: a fraction of the foreground patches (16x16 grid) dropped, or of the
+  background patches added, whole patches, as a patch detector errs;
+* ``empty`` / ``full`` / ``other``: a fraction of the images get an empty mask, a full mask, or the mask
+  of another image (whole-image failures);
+* ``label_noise``: not the oracle: the learned detector, trained on patch labels of which this fraction
+  was flipped (the label sample and budget of the pipeline's defaults).
+
+Each condition's masks are drawn once (``--corruption-seed``) and the classifier trains with every
+``--seeds``. The clean condition trains the oracle and the learned detector (``autobackswap``), whose point
+goes on the same axes. Prints one table row per condition (mean ± std over seeds of WGA and average
+accuracy, the mask IoU against the ground truth, and the share of cut-out pixels that are background in
+the ground truth), and writes ``OUT/mask_errors.png`` and ``OUT/mask_errors.md``. A condition whose
+folder holds a finished ``results.json`` with the same methods, seeds and training settings is read,
+not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import synthetic, tuxbirds  # noqa: E402
+
+from autobackswap.data.grid import grid_to_string, mask_to_grid  # noqa: E402
+from autobackswap.data.splits import ExperimentData, load_experiment_data  # noqa: E402
+from autobackswap.detect.labels import patch_labels  # noqa: E402
+from autobackswap.experiment import ExperimentConfig, run_experiment  # noqa: E402
+from autobackswap.io import csv_bytes, write_bytes, write_text  # noqa: E402
+from autobackswap.pipeline import PipelineConfig  # noqa: E402
+from autobackswap.train.loop import TrainConfig  # noqa: E402
+
+GRID = 16
+Corruption = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
+
+
+def _disk(k: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+
+
+def erode(masks: np.ndarray, k: float, rng: np.random.Generator) -> np.ndarray:
+    return np.stack([cv2.erode(m, _disk(int(k))) for m in masks])
+
+
+def dilate(masks: np.ndarray, k: float, rng: np.random.Generator) -> np.ndarray:
+    return np.stack([cv2.dilate(m, _disk(int(k))) for m in masks])
+
+
+def _patch_pixels(mask: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """A pixel mask of the chosen (G, G) bool cells at ``mask``'s size."""
+    h, w = mask.shape
+    rows, cols = np.arange(h) * GRID // h, np.arange(w) * GRID // w
+    return cells[rows][:, cols]
+
+
+def _flip_patches(masks: np.ndarray, frac: float, rng: np.random.Generator, of_fg: bool) -> np.ndarray:
+    """Set a fraction ``frac`` of each image's foreground patches (``of_fg``) to background, or of its
+    background patches (patches without a foreground pixel) to foreground."""
+    out = masks.copy()
+    for i, m in enumerate(masks):
+        any_fg = mask_to_grid(m, GRID, 0.0)  # a patch with any foreground pixel
+        pool = np.flatnonzero(any_fg.ravel() if of_fg else ~any_fg.ravel())
+        chosen = np.zeros(GRID * GRID, bool)
+        chosen[rng.choice(pool, int(round(frac * len(pool))), replace=False)] = True
+        out[i][_patch_pixels(m, chosen.reshape(GRID, GRID))] = 0 if of_fg else 255
+    return out
+
+
+def drop_fg(masks: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
+    return _flip_patches(masks, frac, rng, of_fg=True)
+
+
+def add_bg(masks: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
+    return _flip_patches(masks, frac, rng, of_fg=False)
+
+
+def _some_images(n: int, frac: float, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, int(round(frac * n)), replace=False))
+
+
+def empty(masks: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
+    out = masks.copy()
+    out[_some_images(len(masks), frac, rng)] = 0
+    return out
+
+
+def full(masks: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
+    out = masks.copy()
+    out[_some_images(len(masks), frac, rng)] = 255
+    return out
+
+
+def other(masks: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
+    """The chosen images get the mask of another chosen image (a cyclic shift of a random order)."""
+    out = masks.copy()
+    chosen = rng.permutation(_some_images(len(masks), frac, rng))
+    out[chosen] = masks[np.roll(chosen, 1)]
+    return out
+
+
+CORRUPTIONS: dict[str, Corruption] = {"erode": erode, "dilate": dilate, "drop_fg": drop_fg, "add_bg": add_bg,
+                                      "empty": empty, "full": full, "other": other}
+KINDS = (*CORRUPTIONS, "label_noise")
+DEFAULT_ERRORS = ("erode:1,2,4", "dilate:1,2,4", "drop_fg:0.1,0.25,0.5", "add_bg:0.05,0.15", "empty:0.1,0.3",
+                  "full:0.1,0.3", "other:0.1,0.3", "label_noise:0.05,0.1,0.2")
+
+
+def parse_errors(items: list[str]) -> list[tuple[str, float]]:
+    """``kind:s1,s2`` items -> [(kind, strength), ...]; an unknown kind or a bad strength is one line."""
+    out = []
+    for item in items:
+        kind, _, values = item.partition(":")
+        if kind not in KINDS:
+            raise SystemExit(f"--errors {item!r}: unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+        try:
+            strengths = [float(v) for v in values.split(",") if v]
+        except ValueError:
+            raise SystemExit(f"--errors {item!r}: strengths must be numbers, e.g. {kind}:0.1,0.2") from None
+        if not strengths or any(s < 0 or (kind not in ("erode", "dilate") and s > 1) for s in strengths):
+            raise SystemExit(f"--errors {item!r}: give strengths (px for erode/dilate, else fractions in [0, 1])")
+        out += [(kind, s) for s in strengths]
+    return out
+
+
+def mask_quality(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(mean pixel IoU over images, share of predicted-foreground pixels that are ground-truth background)
+    for (N, H, W) masks (> 127 = foreground); an image where both are empty counts IoU 1."""
+    p, t = pred > 127, truth > 127
+    inter = (p & t).reshape(len(p), -1).sum(1)
+    union = (p | t).reshape(len(p), -1).sum(1)
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    rim = float((p & ~t).sum() / max(1, p.sum()))
+    return float(iou.mean()), rim
+
+
+def corrupted_data(data: ExperimentData, masks: np.ndarray) -> ExperimentData:
+    """``data`` whose train split's ground-truth masks are ``masks`` (everything else shared)."""
+    train = dataclasses.replace(data.train)
+    train.segmentations = masks  # a cached_property: the instance attribute is what the oracle reads
+    return dataclasses.replace(data, train=train)
+
+
+def noisy_labels(data: ExperimentData, frac: float, seed: int, out: Path) -> Path:
+    """A masks.csv with the pipeline's default label sample, a fraction ``frac`` of its patches flipped."""
+    pipe = PipelineConfig()
+    idx, grids = patch_labels(data.dataset, data.train.records, data.image_size, pipe.detector.grid, None,
+                              pipe.label_budget, pipe.label_threshold, 0)
+    rng = np.random.default_rng(seed)
+    flip = rng.random(grids.shape) < frac
+    rows = [{"info": data.train.records[i].img_filename, "mask": grid_to_string(g ^ f)}
+            for i, g, f in zip(idx, grids, flip, strict=True)]
+    path = out / "masks.csv"
+    write_bytes(path, csv_bytes(rows))
+    return path
+
+
+def finished(out: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The results in ``out`` when a finished run there has these methods, seeds and training settings."""
+    path = out / "results.json"
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text())
+    old = results.get("config", {})
+    same = (results.get("complete") and old.get("methods") == cfg.methods and old.get("seeds") == cfg.seeds
+            and old.get("train") == dataclasses.asdict(cfg.train))
+    return results if same else None
+
+
+def run_condition(out: Path, cfg: ExperimentConfig, data: ExperimentData) -> dict[str, Any]:
+    return finished(out, cfg) or run_experiment(cfg, out, data=data)
+
+
+def point(results: dict[str, Any], spec: str, iou: float | None, rim: float | None) -> dict[str, Any]:
+    """One row of the figure: WGA / average accuracy (mean, std over seeds) and the mask figures."""
+    m = results["methods"][spec]
+    test, std = m["test"], m["test"]["std"]
+    return {"wga": test["worst_group_accuracy"], "wga_std": std["worst_group_accuracy"],
+            "avg": test["average_accuracy"], "avg_std": std["average_accuracy"],
+            "iou": m.get("mask_iou") if iou is None else iou, "rim": rim, "seeds": len(m["runs"])}
+
+
+def experiment(args: argparse.Namespace, data_dir: Path, methods: list[str], options: dict[str, Any]) -> ExperimentConfig:
+    return ExperimentConfig(data=str(data_dir), methods=methods, seeds=[int(s) for s in args.seeds.split(",")],
+                            image_size=args.image_size, train=TrainConfig(epochs=args.epochs, augment=args.augment),
+                            save_models=False, method_options={"allow_bad_separation": True, **options},
+                            diagnostics=False, report=False)
+
+
+def method_spec(name: str, options: str) -> str:
+    return f"{name}:{options}" if options else name
+
+
+def measure(args: argparse.Namespace, data_dir: Path, out: Path) -> list[dict[str, Any]]:
+    """Every condition's row: the clean oracle and learned detector, then each (kind, strength)."""
+    data = load_experiment_data(data_dir, args.image_size, out)
+    truth = data.train.segmentations
+    oracle, learned = method_spec("oracle", args.options), method_spec("autobackswap", args.options)
+    clean = run_condition(out / "clean", experiment(args, data_dir, [oracle, learned], {}), data)
+    rows = [{"kind": "none", "strength": 0.0, **point(clean, oracle, 1.0, 0.0)},
+            {"kind": "learned", "strength": 0.0, **point(clean, learned, None, None)}]
+    for kind, strength in parse_errors(args.errors):
+        folder = out / f"{kind}_{strength:g}"
+        if kind == "label_noise":
+            folder.mkdir(parents=True, exist_ok=True)
+            labels = noisy_labels(data, strength, args.corruption_seed, folder)
+            results = run_condition(folder, experiment(args, data_dir, [learned], {"labels": str(labels)}), data)
+            rows.append({"kind": kind, "strength": strength, **point(results, learned, None, None)})
+        else:
+            masks = CORRUPTIONS[kind](truth, strength, np.random.default_rng(args.corruption_seed))
+            iou, rim = mask_quality(masks, truth)
+            results = run_condition(folder, experiment(args, data_dir, [oracle], {}), corrupted_data(data, masks))
+            rows.append({"kind": kind, "strength": strength, **point(results, oracle, iou, rim)})
+        print(table_row(rows[-1]), flush=True)
+    return rows
+
+
+def table_row(r: dict[str, Any]) -> str:
+    rim = "-" if r["rim"] is None else f"{r['rim']:.3f}"
+    iou = "-" if r["iou"] is None else f"{r['iou']:.3f}"
+    return (f"| {r['kind']} | {r['strength']:g} | {iou} | {rim} | {r['wga']:.3f} ± {r['wga_std']:.3f} | "
+            f"{r['avg']:.3f} ± {r['avg_std']:.3f} | {r['seeds']} |")
+
+
+TABLE_HEAD = ("| error | strength | mask IoU | bg share of cut-out | WGA | average acc. | seeds |\n"
+              "|---|---|---|---|---|---|---|")
+
+
+def plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
+    """WGA and average accuracy against mask IoU: a line per error kind, the clean oracle and the learned
+    detector as marked points."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for ax, key, name in zip(axes, ("wga", "avg"), ("worst-group accuracy", "average accuracy"), strict=True):
+        for kind in KINDS:
+            pts = sorted((r for r in rows if r["kind"] == kind and r["iou"] is not None), key=lambda r: -r["iou"])
+            if pts:
+                ax.errorbar([p["iou"] for p in pts], [p[key] for p in pts], [p[f"{key}_std"] for p in pts],
+                            marker="o", ms=4, capsize=2, label=kind)
+        for kind, marker, colour in (("none", "s", "black"), ("learned", "*", "red")):
+            for r in (r for r in rows if r["kind"] == kind and r["iou"] is not None):
+                ax.errorbar([r["iou"]], [r[key]], [r[f"{key}_std"]], marker=marker, ms=11, color=colour, capsize=2,
+                            label="ground truth" if kind == "none" else "learned detector", zorder=5)
+        ax.set_xlabel("mask IoU against the ground truth")
+        ax.set_ylabel(name)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="synthetic", help="synthetic, tuxbirds (seen) or a dataset folder")
+    ap.add_argument("--errors", nargs="+", default=list(DEFAULT_ERRORS), help="kind:strength,... items")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--augment", default="", help="classifier batch augmentations, e.g. color")
+    ap.add_argument("--options", default="", help="method options of the oracle and autobackswap, e.g. bg_shuffle=true")
+    ap.add_argument("--corruption-seed", type=int, default=0)
+    ap.add_argument("--out", default="runs/bench/mask_errors")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    parse_errors(args.errors)  # a bad item fails before any training
+    sources = {"synthetic": lambda: synthetic(), "tuxbirds": lambda: tuxbirds(Path("runs/bench/tuxbirds_data"), 1.0, 0,
+                                                                                 args.image_size)["seen"]}
+    data_dir = sources[args.data]() if args.data in sources else Path(args.data)
+    out = Path(args.out).resolve()
+    title = (f"{data_dir}: oracle with injected mask errors, {args.epochs} epochs, seeds {args.seeds}"
+             f"{', --augment ' + args.augment if args.augment else ''}{', ' + args.options if args.options else ''}")
+    print(title + "\n" + TABLE_HEAD, flush=True)
+    rows = measure(args, data_dir, out)
+    write_text(out / "mask_errors.md", "\n".join([title, "", TABLE_HEAD, *map(table_row, rows)]) + "\n")
+    (out / "mask_errors.json").write_text(json.dumps(rows, indent=1))
+    plot(rows, title, out / "mask_errors.png")
+    print("\n".join(map(table_row, rows[:2])))
+    print(f"figure: {out / 'mask_errors.png'}; table: {out / 'mask_errors.md'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
