@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from autobackswap.data.photo import make_photo_benchmark
+from autobackswap.data.splits import ExperimentData
 from autobackswap.data.synthetic import make_synthetic
+from autobackswap.experiment import ExperimentConfig, run_experiment
 
 SETTINGS = ("seen", "unseen")  # the TuxBirds test settings
 
@@ -53,3 +57,20 @@ def tuxbirds(root: Path, correlation: float, seed: int, image_size: int) -> dict
     if not (cfg.is_file() and (out / "unseen" / "config.json").is_file()):
         return make_photo_benchmark(out, correlation=correlation, image_size=image_size, seed=seed)
     return {s: out / s for s in SETTINGS}
+
+
+def finished(out: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The results in ``out`` when a finished experiment there had these methods, seeds and training settings."""
+    path = out / "results.json"
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text())
+    old = results.get("config", {})
+    same = (results.get("complete") and old.get("methods") == cfg.methods and old.get("seeds") == cfg.seeds
+            and old.get("train") == dataclasses.asdict(cfg.train))
+    return results if same else None
+
+
+def run_or_reuse(out: Path, cfg: ExperimentConfig, data: ExperimentData | None = None) -> dict[str, Any]:
+    """A finished experiment's results in ``out`` (read, not retrained), else run it there."""
+    return finished(out, cfg) or run_experiment(cfg, out, data=data)

@@ -37,20 +37,17 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import matplotlib
+import numpy as np
+from _common import run_or_reuse, synthetic, tuxbirds
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import synthetic, tuxbirds  # noqa: E402
-
-from autobackswap.data.grid import grid_to_string, mask_to_grid  # noqa: E402
-from autobackswap.data.splits import ExperimentData, load_experiment_data  # noqa: E402
-from autobackswap.detect.labels import patch_labels  # noqa: E402
-from autobackswap.experiment import ExperimentConfig, run_experiment  # noqa: E402
-from autobackswap.io import csv_bytes, write_bytes, write_text  # noqa: E402
-from autobackswap.pipeline import PipelineConfig  # noqa: E402
-from autobackswap.train.loop import TrainConfig  # noqa: E402
+from autobackswap.data.grid import grid_to_string, mask_to_grid
+from autobackswap.data.splits import ExperimentData, load_experiment_data
+from autobackswap.detect.labels import patch_labels
+from autobackswap.experiment import ExperimentConfig
+from autobackswap.io import csv_bytes, write_bytes, write_text
+from autobackswap.pipeline import PipelineConfig
+from autobackswap.train.loop import TrainConfig
 
 GRID = 16
 Corruption = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
@@ -176,22 +173,6 @@ def noisy_labels(data: ExperimentData, frac: float, seed: int, out: Path) -> Pat
     return path
 
 
-def finished(out: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
-    """The results in ``out`` when a finished run there has these methods, seeds and training settings."""
-    path = out / "results.json"
-    if not path.is_file():
-        return None
-    results = json.loads(path.read_text())
-    old = results.get("config", {})
-    same = (results.get("complete") and old.get("methods") == cfg.methods and old.get("seeds") == cfg.seeds
-            and old.get("train") == dataclasses.asdict(cfg.train))
-    return results if same else None
-
-
-def run_condition(out: Path, cfg: ExperimentConfig, data: ExperimentData) -> dict[str, Any]:
-    return finished(out, cfg) or run_experiment(cfg, out, data=data)
-
-
 def point(results: dict[str, Any], spec: str, iou: float | None, rim: float | None) -> dict[str, Any]:
     """One row of the figure: WGA / average accuracy (mean, std over seeds) and the mask figures."""
     m = results["methods"][spec]
@@ -217,7 +198,7 @@ def measure(args: argparse.Namespace, data_dir: Path, out: Path) -> list[dict[st
     data = load_experiment_data(data_dir, args.image_size, out)
     truth = data.train.segmentations
     oracle, learned = method_spec("oracle", args.options), method_spec("autobackswap", args.options)
-    clean = run_condition(out / "clean", experiment(args, data_dir, [oracle, learned], {}), data)
+    clean = run_or_reuse(out / "clean", experiment(args, data_dir, [oracle, learned], {}), data)
     rows = [{"kind": "none", "strength": 0.0, **point(clean, oracle, 1.0, 0.0)},
             {"kind": "learned", "strength": 0.0, **point(clean, learned, None, None)}]
     for kind, strength in parse_errors(args.errors):
@@ -225,12 +206,12 @@ def measure(args: argparse.Namespace, data_dir: Path, out: Path) -> list[dict[st
         if kind == "label_noise":
             folder.mkdir(parents=True, exist_ok=True)
             labels = noisy_labels(data, strength, args.corruption_seed, folder)
-            results = run_condition(folder, experiment(args, data_dir, [learned], {"labels": str(labels)}), data)
+            results = run_or_reuse(folder, experiment(args, data_dir, [learned], {"labels": str(labels)}), data)
             rows.append({"kind": kind, "strength": strength, **point(results, learned, None, None)})
         else:
             masks = CORRUPTIONS[kind](truth, strength, np.random.default_rng(args.corruption_seed))
             iou, rim = mask_quality(masks, truth)
-            results = run_condition(folder, experiment(args, data_dir, [oracle], {}), corrupted_data(data, masks))
+            results = run_or_reuse(folder, experiment(args, data_dir, [oracle], {}), corrupted_data(data, masks))
             rows.append({"kind": kind, "strength": strength, **point(results, oracle, iou, rim)})
         print(table_row(rows[-1]), flush=True)
     return rows
@@ -250,7 +231,8 @@ TABLE_HEAD = ("| error | strength | mask IoU | bg share of cut-out | WGA | avera
 def plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     """WGA and average accuracy against mask IoU: a line per error kind, the clean oracle and the learned
     detector as marked points."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharex=True)
     for ax, key, name in zip(axes, ("wga", "avg"), ("worst-group accuracy", "average accuracy"), strict=True):
         for kind in KINDS:
             pts = sorted((r for r in rows if r["kind"] == kind and r["iou"] is not None), key=lambda r: -r["iou"])
@@ -269,7 +251,6 @@ def plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main() -> None:
