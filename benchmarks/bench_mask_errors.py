@@ -198,7 +198,8 @@ def measure(args: argparse.Namespace, data_dir: Path, out: Path) -> list[dict[st
     data = load_experiment_data(data_dir, args.image_size, out)
     truth = data.train.segmentations
     oracle, learned = method_spec("oracle", args.options), method_spec("autobackswap", args.options)
-    clean = run_or_reuse(out / "clean", experiment(args, data_dir, [oracle, learned], {}), data)
+    cfg = experiment(args, data_dir, [oracle, learned], {})
+    clean = clean_from(args.clean_from, cfg) if args.clean_from else run_or_reuse(out / "clean", cfg, data)
     rows = [{"kind": "none", "strength": 0.0, **point(clean, oracle, 1.0, 0.0)},
             {"kind": "learned", "strength": 0.0, **point(clean, learned, None, None)}]
     for kind, strength in parse_errors(args.errors):
@@ -215,6 +216,16 @@ def measure(args: argparse.Namespace, data_dir: Path, out: Path) -> list[dict[st
             rows.append({"kind": kind, "strength": strength, **point(results, oracle, iou, rim)})
         print(table_row(rows[-1]), flush=True)
     return rows
+
+
+def clean_from(run: Path, cfg: ExperimentConfig) -> dict[str, Any]:
+    """The clean points from another finished experiment (its own seeds) with the same methods and training."""
+    results = json.loads((run / "results.json").read_text())
+    old = results.get("config", {})
+    if not results.get("complete") or old.get("train") != dataclasses.asdict(cfg.train) or \
+            not set(cfg.methods) <= set(results.get("methods", {})):
+        raise SystemExit(f"--clean-from {run}: not a finished run of {', '.join(cfg.methods)} with these training settings")
+    return results
 
 
 def table_row(r: dict[str, Any]) -> str:
@@ -263,6 +274,8 @@ def main() -> None:
     ap.add_argument("--augment", default="", help="classifier batch augmentations, e.g. color")
     ap.add_argument("--options", default="", help="method options of the oracle and autobackswap, e.g. bg_shuffle=true")
     ap.add_argument("--corruption-seed", type=int, default=0)
+    ap.add_argument("--clean-from", type=Path, default=None,
+                    help="read the clean oracle and learned points from this finished experiment (its seeds)")
     ap.add_argument("--out", default="runs/bench/mask_errors")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
