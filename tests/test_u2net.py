@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from autobackswap.detect import Detector, create_backbone, u2net  # noqa: E402
 from autobackswap.errors import AutoBackSwapError, DataError  # noqa: E402
+from autobackswap.pipeline import PipelineConfig  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -162,3 +163,13 @@ def test_fit_save_load_round_trip(tmp_path: Path) -> None:
     det.save(tmp_path / "det.pt")
     again = Detector.load(tmp_path / "det.pt", device="cpu")
     np.testing.assert_allclose(again.predict_proba(images), det.predict_proba(images), rtol=1e-6)
+
+
+def test_pipeline_accepts_an_onnx_weight_file_for_u2netp(tmp_path: Path) -> None:
+    path = tiny_onnx(tmp_path / "u2netp.onnx", np.array([1.0, 0.0, 0.0]))
+    cfg = PipelineConfig.from_options({"detector_backbone": "u2netp", "detector_weights": str(path)})
+    cfg.check_files()  # a torch weight file is not expected: no error
+    assert cfg.settings()["detector_weights"].startswith("file:")
+    missing = PipelineConfig.from_options({"detector_backbone": "u2netp", "detector_weights": str(tmp_path / "no.onnx")})
+    with pytest.raises(DataError, match="no.onnx.*not found"):
+        missing.check_files()
