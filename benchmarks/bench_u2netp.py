@@ -17,9 +17,9 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from autobackswap.data.grid import mask_to_grid
@@ -39,7 +39,7 @@ def rembg_input(image: np.ndarray) -> np.ndarray:
     return im.transpose(2, 0, 1)[None].astype(np.float32)
 
 
-def saliency(session: ort.InferenceSession, image: np.ndarray) -> np.ndarray:
+def saliency(session: Any, image: np.ndarray) -> np.ndarray:
     """The 320 x 320 map in [0, 1], min-max normalised as rembg does."""
     pred = session.run(None, {session.get_inputs()[0].name: rembg_input(image)})[0][0, 0]
     return (pred - pred.min()) / max(float(pred.max() - pred.min()), 1e-12)
@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--onnx", type=Path, default=None, help="u2netp.onnx (default: the installed package's)")
     ap.add_argument("--limit", type=int, default=0, help="first N train images only (0 = all)")
     args = ap.parse_args()
+    import onnxruntime as ort  # noqa: PLC0415 - optional (not a dependency): only this script needs it
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     session = ort.InferenceSession(str(args.onnx or packaged_onnx()), opts, providers=["CPUExecutionProvider"])
