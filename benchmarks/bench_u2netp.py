@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from autobackswap.data.grid import mask_to_grid
 from autobackswap.data.splits import load_experiment_data
+from autobackswap.detect.model import create_backbone
 from autobackswap.detect.u2net import packaged_onnx
 from autobackswap.pipeline import PipelineConfig
 from autobackswap.separate.masks import pixel_iou, refined_iou
@@ -55,10 +57,20 @@ def pooled(smap: np.ndarray, grid: int) -> np.ndarray:
     return smap[: n * grid, : n * grid].reshape(grid, n, grid, n).mean(axis=(1, 3))
 
 
+@torch.no_grad()
+def backbone_grid(name: str, images: np.ndarray, grid: int, onnx: Path | None) -> np.ndarray:
+    """p(fg) grids of the untrained ``u2netp[:size]`` detector backbone: sigmoid of its pooled logits."""
+    model = create_backbone(name, grid, str(onnx) if onnx else None).eval()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    return torch.cat([torch.sigmoid(model(x[i : i + 50])) for i in range(0, len(x), 50)]).numpy()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="dataset with segmentations/")
     ap.add_argument("--onnx", type=Path, default=None, help="u2netp.onnx (default: the installed package's)")
+    ap.add_argument("--sizes", default="", help="also the untrained detector backbone at these input sizes "
+                    "(64 = the working size, no resize), pooled logits, refined (e.g. 64,128)")
     ap.add_argument("--limit", type=int, default=0, help="first N train images only (0 = all)")
     args = ap.parse_args()
     import onnxruntime as ort  # noqa: PLC0415 - optional (not a dependency): only this script needs it
@@ -86,6 +98,11 @@ def main() -> None:
               f"10th percentile {np.percentile(ious, 10):.3f}")
         print(f"pooled to {grid}x{grid}, refined ({pipe.separation.refine}, p_fg > {thr:.2f}): "
               f"IoU {refined_iou(images, p_fg, seg, pipe.separation.refine, thr):.3f}")
+        for size in filter(None, args.sizes.split(",")):
+            name = "u2netp" if int(size) == images.shape[1] else f"u2netp:{size}"
+            p_grid = backbone_grid(name, images, grid, args.onnx)
+            print(f"detector backbone {name} untrained, sigmoid of pooled logits, refined: "
+                  f"IoU {refined_iou(images, p_grid, seg, pipe.separation.refine, thr):.3f}")
         print(f"ceiling (ground-truth grid, refined): IoU {refined_iou(images, gt, seg, pipe.separation.refine, thr):.3f}")
 
 
