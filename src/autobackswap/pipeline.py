@@ -24,6 +24,7 @@ from .data.stream import is_disk_backed, mask_cache
 from .detect.confidence import CONFIDENCE_FILE, confidence_by_index
 from .detect.detector import Detector, DetectorConfig, balanced_accuracy, check_labels
 from .detect.labels import check_label_source, patch_labels
+from .detect.model import OWN_WEIGHTS
 from .errors import AutoBackSwapError
 from .io import fingerprint, json_digest
 from .options import check_range, field_kinds, parse_options
@@ -135,7 +136,10 @@ class PipelineConfig:
         """Check the files the options name (``labels``, a ``detector_weights`` file) before any work."""
         if self.labels is not None:
             check_label_source(self.labels)
-        check_weights_file(self.detector.weights)
+        if self.detector.backbone.partition(":")[0] in OWN_WEIGHTS:  # an ONNX file (u2netp), read when built
+            weights_key(self.detector.weights)  # a missing file is an error here already
+        else:
+            check_weights_file(self.detector.weights)
 
 
 def detector_checkpoint(detector: Detector, cache_dir: Path, saved: str | None = None) -> tuple[Path, str]:

