@@ -6,18 +6,21 @@ Tiny data: 32 px images of a disk, an 8 x 8 grid, a detector of width 8 trained 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from test_detect import FAST, SIZE, G, disk_data
 from torch import nn
 
+from autobackswap.data.splits import load_experiment_data
 from autobackswap.detect import Detector, DetectorConfig
 from autobackswap.detect.confidence import separation_confidence
 from autobackswap.detect.detector import combine_views, config_key, masked_bce, pseudo_labels
 from autobackswap.errors import AutoBackSwapError
-from autobackswap.pipeline import PipelineConfig, mean_mask_bg_share, prediction_key
+from autobackswap.pipeline import PipelineConfig, fit_detector, mean_mask_bg_share, prediction_key
 from autobackswap.separate.masks import bg_share, erode
-from test_detect import FAST, G, SIZE, disk_data
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -239,3 +242,25 @@ def test_erode_removes_the_edge_band() -> None:
     np.testing.assert_array_equal(erode(alpha, 0), alpha)
     with pytest.raises(ValueError, match=">= 0"):
         erode(alpha, -1)
+
+
+def test_pipeline_self_trains_on_the_unlabelled_rest_of_the_train_split(tiny_synthetic: Path, tmp_path: Path) -> None:
+    """``autobackswap:detector_self_train=1`` passes the train images without labels to the detector."""
+    data = load_experiment_data(tiny_synthetic, 32, tmp_path / "run")
+    fast = {"label_budget": "12", "grid": "8", "detector_width": "8", "detector_epochs": "2"}
+    seen: list[int] = []
+    original = Detector.fit
+
+    def spy(self: Detector, images: np.ndarray, grids: np.ndarray, unlabelled: np.ndarray | None = None) -> Detector:
+        seen.append(-1 if unlabelled is None else len(unlabelled))
+        return original(self, images, grids, unlabelled=unlabelled)
+
+    cache = tmp_path / "run" / "detectors"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Detector, "fit", spy)
+        _, plain = fit_detector(data, PipelineConfig.from_options(fast), 0, cache)
+        cfg = PipelineConfig.from_options({**fast, "detector_self_train": "1", "detector_self_train_epochs": "1"})
+        det, selfish = fit_detector(data, cfg, 0, cache)
+    assert seen == [-1, len(data.train) - 12]  # the reference gets none; self-training the 28 unlabelled ones
+    assert len(det.history_) == 2 + 1
+    assert selfish["detector"] != plain["detector"]
