@@ -1,11 +1,17 @@
-"""Detector ablation: refined-mask IoU over the whole train split for detector settings, beside the
-ceiling of the refiner fed the ground-truth label grid (what a perfect detector would give).
+"""Detector ablation: refined-mask IoU and the rim (the share of cut-out alpha on ground-truth background) over
+the whole train split for detector settings, beside the ceiling of the refiner fed the ground-truth label grid
+(what a perfect detector would give).
 
     python benchmarks/bench_detector.py                       # TuxBirds seen, the table in docs/results.md
     python benchmarks/bench_detector.py --data DIR --seeds 0  # any dataset with segmentations/
+    python benchmarks/bench_detector.py --variant default= --variant tta=tta:true --sep t0.33=t_tight:0.33,erode:1
 
-Each variant is ``name=key:value,key:value`` over :class:`~autobackswap.detect.DetectorConfig`
-fields; every variant is trained on the same seeded sample of ``--label-budget`` labelled images.
+Each variant is ``name=key:value,key:value`` over :class:`~autobackswap.detect.DetectorConfig` fields; every
+variant is trained on the same seeded sample of ``--label-budget`` labelled images (``self_train`` rounds also
+on the rest of the train split, unlabelled). A variant that differs from an earlier one only by ``tta`` (and does
+not self-train) reuses its fit: flip TTA changes the prediction, not the training. Each ``--sep`` is
+``name=t_tight:T,erode:PX`` (the tight threshold on p_bg and an erosion of the refined cut-out); every variant
+is scored under each.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from autobackswap.data.grid import mask_to_grid
 from autobackswap.data.splits import load_experiment_data
 from autobackswap.detect import Detector, DetectorConfig, patch_labels
 from autobackswap.pipeline import PipelineConfig
-from autobackswap.separate.masks import refined_iou
+from autobackswap.separate.masks import bg_share, create_refiner, erode, pixel_iou
 
 DEFAULT_VARIANTS = (
     "before=epochs:40,width:16,patience:15,paste:0",  # the defaults until this ablation
@@ -41,8 +47,47 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     for item in filter(None, body.split(",")):
         key, _, value = item.partition(":")
-        params[key] = type(getattr(defaults, key))(value)
+        kind = type(getattr(defaults, key))
+        params[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return name, params
+
+
+def parse_sep(text: str) -> tuple[str, float, int]:
+    """``name=t_tight:T,erode:PX`` -> (name, t_tight, erode px); unset keys: t_tight 0.5 (the default), no erosion."""
+    name, _, body = text.partition("=")
+    values = {"t_tight": "0.5", "erode": "0"} | dict(item.partition(":")[::2] for item in filter(None, body.split(",")))
+    if set(values) != {"t_tight", "erode"}:
+        raise SystemExit(f"--sep {text!r}: only t_tight and erode")
+    return name, float(values["t_tight"]), int(values["erode"])
+
+
+def mask_scores(images: np.ndarray, p_fg: np.ndarray, seg: np.ndarray, refine: str, t_tight: float,
+                px: int) -> tuple[float, float]:
+    """(mean IoU, mean rim share) of the refined cut-outs (fg where p_bg < t_tight), eroded by ``px``."""
+    refiner = create_refiner(refine)
+    ious, rims = [], []
+    for i in range(len(seg)):
+        alpha = erode(refiner(images[i], p_fg[i], 1.0 - t_tight), px)
+        ious.append(pixel_iou(alpha, seg[i]))
+        rim = bg_share(alpha, seg[i])
+        if rim is not None:
+            rims.append(rim)
+    return float(np.mean(ious)), float(np.mean(rims)) if rims else float("nan")
+
+
+def fit_once(cache: dict[str, Detector], params: dict[str, Any], seed: int, images: np.ndarray, idx: np.ndarray,
+             grids: np.ndarray, base: dict[str, Any]) -> tuple[Detector, float]:
+    """The fitted detector of ``params`` (reused when only ``tta`` differs and nothing self-trains) and its fit seconds."""
+    key = repr(sorted({k: v for k, v in params.items() if k != "tta" or params.get("self_train")}.items())) + f"/{seed}"
+    if key in cache:
+        det = cache[key]
+        det.config.tta = bool(params.get("tta", False))
+        return det, float(det.fit_seconds_ or 0.0)
+    rest = np.setdiff1d(np.arange(len(images)), idx)
+    t0 = time.perf_counter()
+    det = Detector(**{**base, **params, "seed": seed}).fit(images[idx], grids, unlabelled=images[rest])
+    cache[key] = det
+    return det, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -51,35 +96,46 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--label-budget", type=int, default=200)
     ap.add_argument("--variant", action="append", default=None, help="name=key:value,... (repeatable)")
+    ap.add_argument("--sep", action="append", default=None, help="name=t_tight:T,erode:PX (repeatable; default: the defaults)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data_dir = args.data or tuxbirds(Path("runs/bench/tuxbirds_data"), 1.0, 0, 64)["seen"]
     pipe = PipelineConfig.from_options({"label_budget": args.label_budget})
-    thr = 1.0 - pipe.separation.t_tight
+    seps = [parse_sep(t) for t in args.sep or [f"default=t_tight:{pipe.separation.t_tight}"]]
+    refine = pipe.separation.refine
+    base = {"grid": pipe.detector.grid, "width": pipe.detector.width, "epochs": pipe.detector.epochs}
     with tempfile.TemporaryDirectory() as tmp:
         data = load_experiment_data(data_dir, 64, tmp)
         images, seg = data.train.images, data.train.segmentations
         if seg is None:
             raise SystemExit(f"{data_dir}: needs segmentations/ to score masks")
         gt = np.stack([mask_to_grid(m, pipe.detector.grid, pipe.label_threshold) for m in seg]).astype(np.float32)
-        print(f"{data_dir}: {len(images)} train images, {args.label_budget} labels, refiner {pipe.separation.refine}")
-        print(f"ceiling (ground-truth grid, refined): IoU {refined_iou(images, gt, seg, pipe.separation.refine, thr):.3f}")
-        print("| variant | settings | mask IoU | hold-out balanced patch acc | fit s |")
-        print("|---|---|---|---|---|")
+        print(f"{data_dir}: {len(images)} train images, {args.label_budget} labels, refiner {refine}")
+        for sname, t_tight, px in seps:
+            iou, rim = mask_scores(images, gt, seg, refine, t_tight, px)
+            print(f"ceiling (ground-truth grid, refined), sep {sname}: IoU {iou:.3f}, rim {rim:.3f}")
+        print("| variant | settings | sep | mask IoU | rim (bg share of cut-out alpha) | hold-out balanced patch acc | fit s |")
+        print("|---|---|---|---|---|---|---|")
+        cache: dict[str, Detector] = {}
         for text in args.variant or DEFAULT_VARIANTS:
             name, params = parse_variant(text)
-            ious, accs, secs = [], [], []
+            scores: dict[str, list[tuple[float, float]]] = {s[0]: [] for s in seps}
+            accs, secs = [], []
             for seed in (int(s) for s in args.seeds.split(",")):
                 idx, grids = patch_labels(data.dataset, data.train.records, 64, pipe.detector.grid, None, args.label_budget,
                                           pipe.label_threshold, seed)
-                t0 = time.perf_counter()
-                det = Detector(**{"grid": pipe.detector.grid, "width": pipe.detector.width, "epochs": pipe.detector.epochs,
-                                  **params, "seed": seed}).fit(images[idx], grids)
-                secs.append(time.perf_counter() - t0)
-                ious.append(refined_iou(images, det.predict_proba(images), seg, pipe.separation.refine, thr))
+                det, sec = fit_once(cache, params, seed, images, idx, grids, base)
+                secs.append(sec)
                 accs.append(det.holdout_balanced_accuracy_ or float("nan"))
-            print(f"| {name} | {text.partition('=')[2] or 'library defaults'} | {np.mean(ious):.3f} ± {np.std(ious):.3f} "
-                  f"| {np.mean(accs):.3f} | {np.mean(secs):.0f} |", flush=True)
+                p_fg = det.predict_proba(images)
+                for sname, t_tight, px in seps:
+                    scores[sname].append(mask_scores(images, p_fg, seg, refine, t_tight, px))
+                    print(f"  {name} seed {seed} sep {sname}: IoU {scores[sname][-1][0]:.4f} rim {scores[sname][-1][1]:.4f} "
+                          f"fit {sec:.0f}s", flush=True)
+            for sname, _, _ in seps:
+                iou, rim = np.array(scores[sname]).T
+                print(f"| {name} | {text.partition('=')[2] or 'library defaults'} | {sname} | {iou.mean():.3f} ± {iou.std():.3f} "
+                      f"| {rim.mean():.3f} ± {rim.std():.3f} | {np.mean(accs):.3f} | {np.mean(secs):.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -388,6 +388,7 @@ def test_run_experiment_end_to_end_on_every_layout(fakes: dict[str, Path], tmp_p
         assert 0.0 <= entry["test"]["worst_group_accuracy"] <= entry["test"]["average_accuracy"] <= 1.0
     if "oracle" in methods:
         assert results["methods"]["oracle"]["mask_iou"] > 0.9  # ground-truth cut-outs of the fake squares
+        assert results["methods"]["oracle"]["mask_bg_share"] < 0.05  # and (almost) no rim of background
     if variants:
         for method in methods:
             entry = results["methods"][method]

@@ -170,6 +170,13 @@ def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] =
         g.add_argument("--detector-weights", default=None, metavar="TAG|FILE",
                        help="the detector backbone's pretrained weights: a tag (IMAGENET1K_V1) or a file, loaded "
                             "strictly (default none)")
+        g.add_argument("--detector-tta", action="store_const", const=True, default=None,
+                       help="flip test-time augmentation: mean of the image's and its mirror's grid (default off)")
+        g.add_argument("--detector-self-train", type=int, default=None,
+                       help="self-training rounds on the unlabelled training images (confident patches as "
+                            "pseudo-labels; default 0: off)")
+        g.add_argument("--detector-input-scale", type=int, default=None,
+                       help="the detector upsamples its input by this factor (bilinear; default 1: off)")
     if "separation" in sections:
         g = p.add_argument_group("separation")
         g.add_argument("--t-tight", type=float, default=None, help="tight foreground: p_bg < t (default 0.5)")

@@ -22,14 +22,14 @@ from .data.grid import mask_to_grid
 from .data.splits import ExperimentData
 from .data.stream import is_disk_backed, mask_cache
 from .detect.confidence import CONFIDENCE_FILE, confidence_by_index
-from .detect.detector import Detector, DetectorConfig, balanced_accuracy, check_labels
+from .detect.detector import Detector, DetectorConfig, balanced_accuracy, check_labels, config_key
 from .detect.labels import check_label_source, patch_labels
 from .detect.model import OWN_WEIGHTS
 from .errors import AutoBackSwapError
 from .io import fingerprint, json_digest
 from .options import check_range, field_kinds, parse_options
 from .separate.engines import ENGINES, SeparationJob, pack_banks, read_result, run_job
-from .separate.masks import pixel_iou, refined_iou
+from .separate.masks import bg_share, pixel_iou, refined_iou
 from .separate.run import SeparationConfig, load_banks
 from .weights import check_weights_file, weights_key
 
@@ -42,7 +42,10 @@ FLAT: dict[str, tuple[str, str]] = {
     "grid": ("detector", "grid"), "detector_backbone": ("detector", "backbone"), "detector_width": ("detector", "width"),
     "detector_epochs": ("detector", "epochs"), "detector_weights": ("detector", "weights"),
     "detector_paste": ("detector", "paste"), "detector_patience": ("detector", "patience"),
-    "detector_device": ("detector", "device"),
+    "detector_device": ("detector", "device"), "detector_tta": ("detector", "tta"),
+    "detector_input_scale": ("detector", "input_scale"), "detector_self_train": ("detector", "self_train"),
+    "detector_self_train_threshold": ("detector", "self_train_threshold"),
+    "detector_self_train_epochs": ("detector", "self_train_epochs"),
     "t_tight": ("separation", "t_tight"), "t_loose": ("separation", "t_loose"), "hole": ("separation", "hole"),
     "hole_dilate": ("separation", "hole_dilate"), "inpainter": ("separation", "inpainter"),
     "refine": ("separation", "refine"), "decontaminate": ("separation", "decontaminate"),
@@ -59,7 +62,9 @@ JITTER_KINDS = {"scale_min": float, "scale_max": float, "rotation": float, "shif
 EXECUTION_ONLY = ("engine", "workers", "ray_address", "detector_device", "max_unswapped", "allow_bad_separation")
 # Options added later: left out of settings() (and so of run keys) at their default, so runs saved
 # before they existed are still reused.
-LATER_OPTIONS: dict[str, Any] = {"min_confidence": 0.0}
+LATER_OPTIONS: dict[str, Any] = {"min_confidence": 0.0, "detector_tta": False, "detector_input_scale": 1,
+                                 "detector_self_train": 0, "detector_self_train_threshold": 0.9,
+                                 "detector_self_train_epochs": 30}
 MIN_AGREEMENT = 0.7  # tight masks vs the labelled patches (balanced accuracy) below this: the separation failed
 
 
@@ -186,11 +191,15 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
     idx, grids = patch_labels(data.dataset, data.train.records, data.image_size, cfg.detector.grid, cfg.labels,
                               cfg.label_budget, cfg.label_threshold, seed)
     det = Detector(**asdict(replace(cfg.detector, grid=grids.shape[1], seed=seed)))
-    settings = {k: v for k, v in asdict(det.config).items() if k != "device"}  # where it runs is not what it is
+    settings = config_key(det.config)  # not where it runs; later options only when on (older keys unchanged)
     key = {"labels": cfg.labels, "budget": cfg.label_budget, "thr": cfg.label_threshold,
            "detector": {**settings, "weights": weights_key(det.config.weights)}, "size": data.image_size,
            "idx": idx.tolist(),
            "data": fingerprint(data.train.images[idx], grids)}
+    # self-training also learns from the unlabelled rest of the train split
+    unlabelled = data.train.images[np.setdiff1d(np.arange(len(data.train)), idx)] if det.config.self_train else None
+    if unlabelled is not None:
+        key["unlabelled"] = fingerprint(unlabelled)
     path = None
     if cache_dir is not None:
         path = cache_dir / f"detector_{json_digest(key)}.pt"
@@ -201,7 +210,7 @@ def fit_detector(data: ExperimentData, cfg: PipelineConfig, seed: int, cache_dir
     if not reused:
         log.info("fitting the detector: %d labelled images, %dx%d grid, %d epochs (%s backbone)", len(idx),
                  det.config.grid, det.config.grid, det.config.epochs, det.config.backbone)
-        det.fit(data.train.images[idx], grids)
+        det.fit(data.train.images[idx], grids, unlabelled=unlabelled)
         if path is not None:
             det.save(path)
     # how well the tight masks (p_bg < t_tight) reproduce the labelled patches: the health check's second signal
@@ -240,6 +249,7 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
     fg, bg = pack_banks(out, len(train)) if stream else load_banks(out, len(train))
     if seg is not None:
         info["mask_iou"] = mean_mask_iou(fg, seg)
+        info["mask_bg_share"] = mean_mask_bg_share(fg, seg)  # the rim: cut-out alpha that is background
     confidence = None if oracle else confidence_by_index(out / CONFIDENCE_FILE, len(train))
     keep = low_confidence(confidence, cfg.min_confidence, info)
     swap = BackgroundSwap(fg, bg, train.labels, cfg.swap, data.num_classes, keep_original=keep)
@@ -282,10 +292,18 @@ def separation_job(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
         info.update(det_info)
     checkpoint, weights = detector_checkpoint(detector, data.run_dir / "detectors", info.get("detector"))
     # keyed by the detector's weights (its content), never by a path: a moved run folder is reused
-    digest = sep_cfg.digest(f"{data.image_size}:{detector.config.grid}:{weights}:{fingerprint(train.images)}")
+    digest = sep_cfg.digest(f"{data.image_size}:{detector.config.grid}:{weights}:{fingerprint(train.images)}"
+                            f"{prediction_key(detector.config)}")
     job = SeparationJob(data.run_dir / "separation" / f"abs_{digest}", sep_cfg, detector=str(checkpoint),
                         extra_config={"detector": info.get("detector")}, device=cfg.detector.device, **manifest)
     return job, seg, detector
+
+
+def prediction_key(cfg: DetectorConfig) -> str:
+    """How the detector predicts, beyond its weights, as a separation-key suffix: "" for the reference (so older
+    separation folders keep their keys), else the options that change the grids (flip TTA, input scale)."""
+    parts = ([":tta"] if cfg.tta else []) + ([f":x{cfg.input_scale}"] if cfg.input_scale != 1 else [])
+    return "".join(parts)
 
 
 def check_health(info: dict[str, Any], n: int, cfg: PipelineConfig, sheet: Path) -> None:
@@ -347,6 +365,16 @@ def mean_mask_iou(foregrounds: Any, segmentations: Any, chunk: int = 1024) -> fl
         fg, seg = foregrounds[start : start + chunk], segmentations[start : start + chunk]
         ious += [pixel_iou(fg[i, ..., 3], seg[i]) for i in range(len(seg))]
     return float(np.mean(ious))
+
+
+def mean_mask_bg_share(foregrounds: Any, segmentations: Any, chunk: int = 1024) -> float:
+    """Mean over the images with a cut-out of :func:`~autobackswap.separate.masks.bg_share`: the share of the
+    cut-out's alpha mass on ground-truth background (the rim it carries); NaN when no image has a cut-out."""
+    shares: list[float] = []
+    for start in range(0, len(segmentations), chunk):
+        fg, seg = foregrounds[start : start + chunk], segmentations[start : start + chunk]
+        shares += [v for v in (bg_share(fg[i, ..., 3], seg[i]) for i in range(len(seg))) if v is not None]
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def build_banks(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False) -> Banks:

@@ -13,6 +13,10 @@ image and ``q``, its grid for the horizontally flipped image:
   images: ``1 - d / AREA_MARGIN`` clipped to [0, 1], where ``d`` is how far ``fg_area`` lies outside
   ``[lo, hi]`` (0 inside). Without a range (an old detector checkpoint), ``area_fit`` is 1.
 
+With flip test-time augmentation (``detector_tta``) the masks come from the mean of ``p`` and ``fliplr(q)``:
+certainty and area are computed on that mean, the flip agreement still on the raw ``p`` and ``q`` (the mean is
+flip-symmetric, so it would always agree with itself).
+
 ``confidence = certainty * flip_agreement * area_fit``: any one failing signal pulls the image down.
 
 ``OUT/confidence.csv`` holds one row per image, least confident first:
@@ -75,11 +79,14 @@ def area_fit(area: np.ndarray, labelled: tuple[float, float] | None, margin: flo
 
 
 def separation_confidence(p_fg: np.ndarray, p_fg_flipped: np.ndarray, t_tight: float,
-                          labelled: tuple[float, float] | None) -> dict[str, np.ndarray]:
-    """Every column of ``confidence.csv`` but the index, one value per image."""
-    certainty = 1.0 - patch_entropy(p_fg)
+                          labelled: tuple[float, float] | None, p_used: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every column of ``confidence.csv`` but the index, one value per image. ``p_fg`` / ``p_fg_flipped`` are the
+    model's raw grids (the flip agreement); ``p_used``, the grid the masks are cut from (flip test-time
+    augmentation: their mean), gives the certainty and the area (default ``p_fg``)."""
+    used = p_fg if p_used is None else p_used
+    certainty = 1.0 - patch_entropy(used)
     agreement = flip_agreement(p_fg, p_fg_flipped)
-    area = tight_area(p_fg, t_tight)
+    area = tight_area(used, t_tight)
     fit = area_fit(area, labelled)
     return {"confidence": certainty * agreement * fit, "certainty": certainty, "flip_agreement": agreement,
             "fg_area": area, "area_fit": fit}

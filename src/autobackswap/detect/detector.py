@@ -10,7 +10,17 @@
 * Model selection: a seeded hold-out of the labelled images; the epoch with the best balanced patch
   accuracy wins. ``patience`` (0 = off, the default) stops after that many epochs without a gain;
   under the one-cycle schedule an early stop tends to fire near the learning-rate peak.
-* ``predict_proba`` returns p(foreground) per patch; ``p_bg = 1 - p_fg``.
+* ``predict_proba`` returns p(foreground) per patch; ``p_bg = 1 - p_fg``. With ``tta`` (off by default) it is
+  the mean of the image's grid and of its horizontal flip's grid flipped back (:meth:`Detector.predict_views`
+  gives both raw grids once, for the separation confidence too).
+* ``input_scale`` (1 = off): the detector upsamples its input bilinearly by this factor before the backbone.
+  Datasets are stored at the working size (64 px in the benchmarks), so this is an upsampling: the backbone
+  sees more pixels per patch, not more detail; it costs about ``input_scale**2`` the compute.
+* ``self_train`` (0 = off) rounds of self-training on the unlabelled images given to ``fit(..., unlabelled=)``:
+  each round labels them with the best model so far (patches with p >= ``self_train_threshold`` are
+  foreground, p <= 1 - threshold background, the rest ignored: a masked BCE), then fine-tunes for
+  ``self_train_epochs`` epochs on batches of labelled and pseudo-labelled images (no copy-paste on the pseudo
+  half); the labelled hold-out still selects the epoch kept.
 * ``device`` (``auto``: a GPU when there is one) is where it trains and predicts, in float32; batches are
   augmented on the CPU and copied there. It is an execution setting: no cache key holds it, and
   :meth:`Detector.load` takes the device to predict on (default ``auto``), whatever the checkpoint's.
@@ -22,7 +32,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +70,12 @@ class DetectorConfig:
     patience: int = 0  # early stopping after this many epochs without a hold-out gain; 0 = off
     seed: int = 0
     device: str = "auto"  # where it trains and predicts (runtime.resolve_device); execution only
+    # later options (left out of cache and run keys at these defaults, so older runs keep their keys)
+    tta: bool = False  # predict_proba: mean of the image's and its horizontal flip's grid
+    input_scale: int = 1  # bilinear upsampling of the input before the backbone (1 = off)
+    self_train: int = 0  # self-training rounds on the unlabelled images (0 = off)
+    self_train_threshold: float = 0.9  # a pseudo-label is kept where p >= this (fg) or p <= 1 - this (bg)
+    self_train_epochs: int = 30  # fine-tuning epochs per self-training round
 
     def __post_init__(self) -> None:
         BACKBONES.get(self.backbone)  # KeyError listing the valid names, before any data is loaded
@@ -76,6 +92,29 @@ class DetectorConfig:
         check_range("detector holdout (a fraction)", self.holdout, 0.0, 1.0, open_hi=True)
         check_range("detector patience (epochs)", self.patience, 0, 100_000, integer=True)
         check_range("seed", self.seed, 0, 2**63 - 1, integer=True)
+        if not isinstance(self.tta, bool):
+            raise AutoBackSwapError(f"detector tta must be true or false, got {self.tta!r}")
+        check_range("detector input_scale (an upsampling factor)", self.input_scale, 1, 16, integer=True)
+        check_range("detector self_train (rounds)", self.self_train, 0, 100, integer=True)
+        check_range("detector self_train_threshold (a probability)", self.self_train_threshold, 0.5, 1.0, open_lo=True)
+        check_range("detector self_train_epochs", self.self_train_epochs, 1, 100_000, integer=True)
+
+
+# DetectorConfig fields added after the first release -> their default (the "off" value): a cache key leaves
+# them out at that value, so detectors cached before they existed are reused.
+LATER_FIELDS: dict[str, Any] = {"tta": False, "input_scale": 1, "self_train": 0, "self_train_threshold": 0.9,
+                                "self_train_epochs": 30}
+
+
+def config_key(cfg: DetectorConfig) -> dict[str, Any]:
+    """The config as a cache key: every field but ``device`` (where it runs is not what it is) and the later
+    fields at their defaults (the self-training details count exactly when self-training is on)."""
+    key = {k: v for k, v in asdict(cfg).items() if k != "device"}
+    for name, default in LATER_FIELDS.items():
+        details = name.startswith("self_train_")
+        if (cfg.self_train == 0) if details else key[name] == default:
+            key.pop(name)
+    return key
 
 
 def balanced_accuracy(p_fg: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> float:
@@ -156,6 +195,120 @@ def _to_tensor(images: np.ndarray, device: torch.device | None = None) -> torch.
     return raw.permute(0, 3, 1, 2).float().div_(255.0)
 
 
+class _Trainer:
+    """One fit's state: the data, the hold-out, the best model so far and the history; ``run`` trains for some
+    epochs (the labelled batches, and with ``pseudo`` a same-size batch of pseudo-labelled images beside each)."""
+
+    def __init__(self, det: Detector, images: np.ndarray, grids: np.ndarray, device: torch.device) -> None:
+        cfg = det.config
+        self.det, self.cfg, self.images, self.grids, self.device = det, cfg, images, grids, device
+        self.generator = seeding.generator(cfg.seed, "detector_train")
+        order = seeding.rng(cfg.seed, "detector_split").permutation(len(images))
+        self.n_hold = int(round(cfg.holdout * len(images))) if len(images) >= 10 else 0
+        self.hold, self.train = order[: self.n_hold], order[self.n_hold :]
+        self.model = det._new_model(device)
+        self.x_all = _to_tensor(images)
+        self.t_all = torch.from_numpy(grids.astype(np.float32))
+        self.best: tuple[float, dict[str, Any], int] = (-1.0, copy.deepcopy(self.model.state_dict()), 0)
+        self.history: list[dict[str, float]] = []
+
+    def run(self, epochs: int, lr: float, pseudo: tuple[torch.Tensor, torch.Tensor] | None = None,
+            desc: str = "detector") -> None:
+        cfg, model = self.cfg, self.model
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = max(1, math.ceil(len(self.train) / cfg.batch_size))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
+        no_paste = replace(cfg, paste=0.0)
+        bad_epochs = 0
+        for _ in progress(range(epochs), desc=desc):
+            model.train()
+            perm = torch.from_numpy(self.train)[torch.randperm(len(self.train), generator=self.generator)]
+            total_loss = 0.0
+            for s in range(0, len(perm), cfg.batch_size):
+                idx = perm[s : s + cfg.batch_size]
+                if len(idx) < 2:
+                    continue
+                x, t = augment(self.x_all[idx].clone(), self.t_all[idx].clone(), cfg, self.generator)
+                if pseudo is not None:  # ignored patches are -1: flips and shifts keep them, copy-paste would not
+                    pick = torch.randint(0, len(pseudo[0]), (len(idx),), generator=self.generator)
+                    xp, tp = augment(pseudo[0][pick].clone(), pseudo[1][pick].clone(), no_paste, self.generator)
+                    x, t = torch.cat([x, xp]), torch.cat([t, tp])
+                x, t = runtime.to_device(x, self.device), runtime.to_device(t, self.device)
+                loss = masked_bce(forward(model, x, cfg.input_scale), t, cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                total_loss += float(loss.detach()) * len(idx)
+            if not self.end_epoch(total_loss / max(1, len(self.train))):
+                bad_epochs += 1
+            else:
+                bad_epochs = 0
+            if self.n_hold and cfg.patience and bad_epochs >= cfg.patience:
+                log.info("detector: early stop at epoch %d (best %d)", len(self.history), self.best[2])
+                break
+
+    def end_epoch(self, loss: float) -> bool:
+        """Record the epoch; True when the hold-out score improved (the model is kept as the best)."""
+        record = {"epoch": len(self.history) + 1, "loss": loss}
+        improved = False
+        if self.n_hold:
+            score = balanced_accuracy(self.det._proba(self.model, self.images[self.hold]), self.grids[self.hold])
+            record["holdout_balanced_accuracy"] = score
+            if score > self.best[0]:
+                self.best, improved = (score, copy.deepcopy(self.model.state_dict()), len(self.history) + 1), True
+        self.history.append(record)
+        return improved
+
+    def restore_best(self) -> None:
+        if self.n_hold:
+            self.model.load_state_dict(self.best[1])
+        self.model.eval()
+
+    def self_train(self, unlabelled: np.ndarray) -> None:
+        """``cfg.self_train`` rounds: pseudo-label ``unlabelled`` with the best model so far, fine-tune on both."""
+        cfg = self.cfg
+        x_unl = _to_tensor(unlabelled)
+        for r in range(cfg.self_train):
+            self.restore_best()
+            t = pseudo_labels(self.det._proba(self.model, unlabelled), cfg.self_train_threshold)
+            log.info("detector self-training round %d: %.0f%% of %d images' patches pseudo-labelled", r + 1,
+                     100 * float((t >= 0).mean()), len(unlabelled))
+            self.run(cfg.self_train_epochs, cfg.lr * SELF_TRAIN_LR, (x_unl, torch.from_numpy(t)), f"self-train {r + 1}")
+
+
+SELF_TRAIN_LR = 0.3  # a self-training round fine-tunes with this share of the first fit's peak learning rate
+
+
+def pseudo_labels(p_fg: np.ndarray, threshold: float) -> np.ndarray:
+    """(N, G, G) float32 targets from p(foreground): 1 where p >= ``threshold``, 0 where p <= 1 - threshold,
+    -1 (ignored by :func:`masked_bce`) in between."""
+    p = np.asarray(p_fg, np.float32)
+    return np.where(p >= threshold, 1.0, np.where(p <= 1.0 - threshold, 0.0, -1.0)).astype(np.float32)
+
+
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """BCE with label smoothing over the patches whose target is 0 or 1; targets < 0 are ignored (the mean
+    over the kept patches: plain BCE when none is ignored; 0 when all are)."""
+    keep = (target >= 0).float()
+    smooth = target.clamp(min=0) * (1 - smoothing) + 0.5 * smoothing
+    loss = F.binary_cross_entropy_with_logits(logits, smooth, reduction="none")
+    return (loss * keep).sum() / keep.sum().clamp(min=1.0)
+
+
+def combine_views(p_fg: np.ndarray, p_fg_flipped: np.ndarray) -> np.ndarray:
+    """Flip test-time augmentation: the mean of (N, G, G) grids ``p_fg`` and ``p_fg_flipped`` (predicted for the
+    horizontally flipped images) flipped back."""
+    return ((np.asarray(p_fg, np.float32) + np.asarray(p_fg_flipped, np.float32)[:, :, ::-1]) / 2).astype(np.float32)
+
+
+def forward(model: torch.nn.Module, x: torch.Tensor, input_scale: int) -> torch.Tensor:
+    """The backbone's logits for NCHW ``x``, upsampled bilinearly by ``input_scale`` first (1: as is)."""
+    if input_scale != 1:
+        x = F.interpolate(x, scale_factor=input_scale, mode="bilinear", align_corners=False)
+    return model(x)
+
+
 class Detector:
     """Predicts a G x G foreground probability grid per image."""
 
@@ -163,68 +316,31 @@ class Detector:
         self.config = DetectorConfig(**params)
 
     # -- estimator contract -------------------------------------------------------------------
-    def fit(self, images: np.ndarray, grids: np.ndarray) -> Detector:
+    def fit(self, images: np.ndarray, grids: np.ndarray, unlabelled: np.ndarray | None = None) -> Detector:
+        """Train on the labelled ``images`` / ``grids``; with ``self_train`` rounds, also on ``unlabelled``
+        images (NHWC uint8, no labels; required then, ignored otherwise)."""
         cfg = self.config
         grids = np.asarray(grids, dtype=bool)
         check_fit_inputs(images, grids, cfg.grid)
-        generator = seeding.generator(cfg.seed, "detector_train")
-        rng = seeding.rng(cfg.seed, "detector_split")
-        order = rng.permutation(len(images))
-        n_hold = int(round(cfg.holdout * len(images))) if len(images) >= 10 else 0
-        hold, train = order[:n_hold], order[n_hold:]
-        device = runtime.resolve_device(cfg.device)
-        model = self._new_model(device)
-        x_all = _to_tensor(images)
-        t_all = torch.from_numpy(grids.astype(np.float32))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
-        total = cfg.epochs * steps_per_epoch
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=total, pct_start=0.15)
-        best = (-1.0, copy.deepcopy(model.state_dict()), 0)
-        history: list[dict[str, float]] = []
-        bad_epochs = 0
+        if cfg.self_train and (unlabelled is None or len(unlabelled) == 0):
+            raise AutoBackSwapError(f"self_train={cfg.self_train} needs unlabelled images: fit(images, grids, unlabelled=...)")
+        if cfg.self_train and unlabelled is not None and unlabelled.shape[1:] != images.shape[1:]:
+            raise AutoBackSwapError(f"unlabelled images are {unlabelled.shape[1:]} but the labelled ones {images.shape[1:]}")
         start = time.perf_counter()
-        for epoch in progress(range(cfg.epochs), desc="detector"):
-            model.train()
-            perm = torch.from_numpy(train)[torch.randperm(len(train), generator=generator)]
-            total_loss = 0.0
-            for s in range(0, len(perm), cfg.batch_size):
-                idx = perm[s : s + cfg.batch_size]
-                if len(idx) < 2:
-                    continue
-                x, t = augment(x_all[idx].clone(), t_all[idx].clone(), cfg, generator)
-                x, t = runtime.to_device(x, device), runtime.to_device(t, device)
-                target = t * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
-                loss = F.binary_cross_entropy_with_logits(model(x), target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                total_loss += float(loss.detach()) * len(idx)
-            record = {"epoch": epoch + 1, "loss": total_loss / max(1, len(train))}
-            if n_hold:
-                score = balanced_accuracy(self._proba(model, images[hold]), grids[hold])
-                record["holdout_balanced_accuracy"] = score
-                if score > best[0]:
-                    best, bad_epochs = (score, copy.deepcopy(model.state_dict()), epoch + 1), 0
-                else:
-                    bad_epochs += 1
-            history.append(record)
-            if n_hold and cfg.patience and bad_epochs >= cfg.patience:
-                log.info("detector: early stop at epoch %d (best %d)", epoch + 1, best[2])
-                break
-        if n_hold:
-            model.load_state_dict(best[1])
-        model.eval()
-        self.model_ = model
-        self.history_ = history
-        self.best_epoch_ = best[2] if n_hold else len(history)
-        self.holdout_balanced_accuracy_ = best[0] if n_hold else None
+        trainer = _Trainer(self, images, grids, runtime.resolve_device(cfg.device))
+        trainer.run(cfg.epochs, cfg.lr)
+        if cfg.self_train and unlabelled is not None:
+            trainer.self_train(unlabelled)
+        trainer.restore_best()
+        self.model_ = trainer.model
+        self.history_ = trainer.history
+        self.best_epoch_ = trainer.best[2] if trainer.n_hold else len(trainer.history)
+        self.holdout_balanced_accuracy_ = trainer.best[0] if trainer.n_hold else None
         self.n_labels_ = len(images)
         self.fg_area_range_: tuple[float, float] | None = area_range(grids)  # for the separation confidence
         self.fit_seconds_: float | None = time.perf_counter() - start
         log.info("detector: %d labels, hold-out balanced patch accuracy %s, %.1fs", len(images),
-                 f"{best[0]:.3f}" if n_hold else "n/a", self.fit_seconds_)
+                 f"{trainer.best[0]:.3f}" if trainer.n_hold else "n/a", self.fit_seconds_)
         return self
 
     def _new_model(self, device: torch.device) -> torch.nn.Module:
@@ -236,20 +352,44 @@ class Detector:
             model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)
         return model.to(device)
 
-    @staticmethod
     @torch.no_grad()
-    def _proba(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def _raw(self, model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """p(foreground) of ``model`` (upsampled input when ``input_scale`` > 1), no test-time augmentation."""
         model.eval()
         device = next(model.parameters()).device
-        out = [torch.sigmoid(model(_to_tensor(images[i : i + batch_size], device))).cpu().numpy()
+        scale = self.config.input_scale
+        out = [torch.sigmoid(forward(model, _to_tensor(images[i : i + batch_size], device), scale)).cpu().numpy()
                for i in range(0, len(images), batch_size)]
-        return np.concatenate(out) if out else np.empty((0,))
+        return np.concatenate(out).astype(np.float32) if out else np.empty((0,), np.float32)
 
-    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """p(foreground) per patch: (N, G, G) float32, for NHWC uint8 images."""
+    def _proba(self, model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """What :meth:`predict_proba` gives, for ``model`` (also the one being trained)."""
+        if not self.config.tta:
+            return self._raw(model, images, batch_size)
+        return combine_views(*self._views(model, images, batch_size))
+
+    def _views(self, model: torch.nn.Module, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        flipped = np.ascontiguousarray(np.asarray(images)[:, :, ::-1])
+        return self._raw(model, images, batch_size), self._raw(model, flipped, batch_size)
+
+    def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise NotFittedError("this Detector is not fitted yet: call fit(images, grids) or Detector.load(path)")
-        return self._proba(self.model_, images, batch_size).astype(np.float32)
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """p(foreground) per patch: (N, G, G) float32, for NHWC uint8 images (with ``tta``: the mean of the
+        image's grid and its horizontal flip's grid flipped back)."""
+        self._check_fitted()
+        return self._proba(self.model_, images, batch_size)
+
+    def predict_views(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(p_fg, p_raw, p_flipped)``: what :meth:`predict_proba` gives, the model's own grid of the images and
+        its grid of the horizontally flipped images (not flipped back), each predicted once. The separation
+        confidence's flip agreement compares the two raw grids (with ``tta``, ``p_fg`` is flip-symmetric by
+        construction and would always agree with itself)."""
+        self._check_fitted()
+        raw, flipped = self._views(self.model_, images, batch_size)
+        return (combine_views(raw, flipped) if self.config.tta else raw), raw, flipped
 
     def predict(self, images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         return self.predict_proba(images) >= threshold

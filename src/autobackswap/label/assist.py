@@ -225,7 +225,8 @@ class Assistant:
         params = {"seed": self.config.seed, **self.config.detector_params, "grid": self.grid,
                   "device": self.config.device}
         start = time.perf_counter()
-        detector = Detector(**params).fit(images[idx], grids)
+        rest = np.setdiff1d(np.arange(len(images)), idx) if params.get("self_train") else None  # self-training
+        detector = Detector(**params).fit(images[idx], grids, unlabelled=None if rest is None else images[rest])
         p_fg = detector.predict_proba(images)
         seconds = time.perf_counter() - start
         version = (self.state.version if self.state else 0) + 1

@@ -223,9 +223,9 @@ def predict_chunk(detector: str, images: np.ndarray, chunk_size: int, out_dir: s
     written to ``OUT/confidence/<start>.csv``. The detector runs on ``device``."""
     det = _load_detector(detector, device)
     batch = max(chunk_size, len(images))
-    p_fg = det.predict_proba(images, batch_size=batch)
-    p_flip = det.predict_proba(np.ascontiguousarray(images[:, :, ::-1]), batch_size=batch)
-    parts = separation_confidence(p_fg, p_flip, t_tight, getattr(det, "fg_area_range_", None))
+    # each view predicted once: with flip TTA, p_fg is their mean; the flip agreement compares the raw views
+    p_fg, p_raw, p_flip = det.predict_views(images, batch_size=batch)
+    parts = separation_confidence(p_raw, p_flip, t_tight, getattr(det, "fg_area_range_", None), p_used=p_fg)
     write_confidence(Path(out_dir) / "confidence" / f"{start:06d}.csv", np.arange(start, start + len(images)), parts)
     return p_fg
 

@@ -119,6 +119,16 @@ def grow(mask: np.ndarray, px: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), np.ones((2 * px + 1, 2 * px + 1), np.uint8)).astype(bool)
 
 
+def erode(alpha: np.ndarray, px: int) -> np.ndarray:
+    """A soft HW alpha eroded by ``px`` pixels (grey-level minimum over a square; 0 leaves it as is): the cut-out
+    loses a ``px`` wide band at its edge, where a rim of the old background sits."""
+    if px < 0:
+        raise ValueError(f"erosion must be >= 0 px, got {px}")
+    if px == 0:
+        return alpha
+    return cv2.erode(alpha, np.ones((2 * px + 1, 2 * px + 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
+
+
 def hole_mask(p_fg: np.ndarray, t_loose: float, size: tuple[int, int], dilate: int = 1) -> np.ndarray:
     """The inpainting hole: loose foreground ``p_bg < t_loose``, nearest-upsampled, dilated ``dilate`` px."""
     return grow(grid_to_mask(p_fg > 1.0 - t_loose, size), dilate)
@@ -161,6 +171,18 @@ def refined_iou(images: Any, p_fg: np.ndarray, segmentations: Any, refine: str, 
     refiner = create_refiner(refine)
     return float(np.mean([pixel_iou(refiner(images[i], p_fg[i], threshold), segmentations[i])
                           for i in range(len(segmentations))]))
+
+
+def bg_share(alpha: np.ndarray, target: np.ndarray) -> float | None:
+    """The rim: the share of the cut-out's alpha mass that lies on ground-truth background,
+    ``sum(alpha * (1 - gt)) / sum(alpha)``. ``alpha`` is soft (float in [0, 1], or uint8 0-255); ``target`` a
+    HW mask (bool, or float/uint8 thresholded at half range). None when the cut-out is empty."""
+    a = alpha.astype(np.float64) / 255.0 if alpha.dtype == np.uint8 else alpha.astype(np.float64)
+    t = target > (127 if target.dtype == np.uint8 else 0.5) if target.dtype != bool else target
+    if a.shape != t.shape:
+        raise ValueError(f"alpha {a.shape} and mask {t.shape} differ in shape")
+    mass = a.sum()
+    return float(a[~t].sum() / mass) if mass > 0 else None
 
 
 def pixel_iou(pred: np.ndarray, target: np.ndarray) -> float:
