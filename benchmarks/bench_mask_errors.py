@@ -194,14 +194,11 @@ def method_spec(name: str, options: str) -> str:
 
 
 def measure(args: argparse.Namespace, data_dir: Path, out: Path) -> list[dict[str, Any]]:
-    """Every condition's row: the clean oracle and learned detector, then each (kind, strength)."""
+    """Every condition's row: the clean oracle and learned detector, then each (kind, strength) (trained first)."""
     data = load_experiment_data(data_dir, args.image_size, out)
     truth = data.train.segmentations
     oracle, learned = method_spec("oracle", args.options), method_spec("autobackswap", args.options)
-    cfg = experiment(args, data_dir, [oracle, learned], {})
-    clean = clean_from(args.clean_from, cfg) if args.clean_from else run_or_reuse(out / "clean", cfg, data)
-    rows = [{"kind": "none", "strength": 0.0, **point(clean, oracle, 1.0, 0.0)},
-            {"kind": "learned", "strength": 0.0, **point(clean, learned, None, None)}]
+    rows = []
     for kind, strength in parse_errors(args.errors):
         folder = out / f"{kind}_{strength:g}"
         if kind == "label_noise":
@@ -215,7 +212,10 @@ def measure(args: argparse.Namespace, data_dir: Path, out: Path) -> list[dict[st
             results = run_or_reuse(folder, experiment(args, data_dir, [oracle], {}), corrupted_data(data, masks))
             rows.append({"kind": kind, "strength": strength, **point(results, oracle, iou, rim)})
         print(table_row(rows[-1]), flush=True)
-    return rows
+    cfg = experiment(args, data_dir, [oracle, learned], {})  # last: --clean-from may name a run still training
+    clean = clean_from(args.clean_from, cfg) if args.clean_from else run_or_reuse(out / "clean", cfg, data)
+    return [{"kind": "none", "strength": 0.0, **point(clean, oracle, 1.0, 0.0)},
+            {"kind": "learned", "strength": 0.0, **point(clean, learned, None, None)}, *rows]
 
 
 def clean_from(run: Path, cfg: ExperimentConfig) -> dict[str, Any]:
