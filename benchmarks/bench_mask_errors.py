@@ -179,7 +179,8 @@ def point(results: dict[str, Any], spec: str, iou: float | None, rim: float | No
     test, std = m["test"], m["test"]["std"]
     return {"wga": test["worst_group_accuracy"], "wga_std": std["worst_group_accuracy"],
             "avg": test["average_accuracy"], "avg_std": std["average_accuracy"],
-            "iou": m.get("mask_iou") if iou is None else iou, "rim": rim, "seeds": len(m["runs"])}
+            "iou": m.get("mask_iou") if iou is None else iou, "rim": m.get("mask_bg_share") if rim is None else rim,
+            "seeds": len(m["runs"])}
 
 
 def experiment(args: argparse.Namespace, data_dir: Path, methods: list[str], options: dict[str, Any]) -> ExperimentConfig:
@@ -240,28 +241,32 @@ TABLE_HEAD = ("| error | strength | mask IoU | bg share of cut-out | WGA | avera
 
 
 def plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
-    """WGA and average accuracy against mask IoU: a line per error kind, the clean oracle and the learned
+    """Worst-group and average accuracy against mask IoU, and worst-group accuracy against the rim (the share
+    of cut-out pixels on ground-truth background): a series per error kind, the clean oracle and the learned
     detector as marked points."""
-    fig = Figure(figsize=(11, 4.2))
-    axes = fig.subplots(1, 2, sharex=True)
-    for ax, key, name in zip(axes, ("wga", "avg"), ("worst-group accuracy", "average accuracy"), strict=True):
+    fig = Figure(figsize=(15, 4.4))
+    axes = fig.subplots(1, 3)
+    panels = (("iou", "wga", "mask IoU against the ground truth", "worst-group accuracy"),
+              ("iou", "avg", "mask IoU against the ground truth", "average accuracy"),
+              ("rim", "wga", "share of the cut-out on ground-truth background", "worst-group accuracy"))
+    for ax, (x, y, x_name, y_name) in zip(axes, panels, strict=True):
         for kind in KINDS:
-            pts = sorted((r for r in rows if r["kind"] == kind and r["iou"] is not None), key=lambda r: -r["iou"])
+            pts = sorted((r for r in rows if r["kind"] == kind and r[x] is not None), key=lambda r: r[x])
             if pts:
-                ax.errorbar([p["iou"] for p in pts], [p[key] for p in pts], [p[f"{key}_std"] for p in pts],
-                            marker="o", ms=4, capsize=2, label=kind)
+                ax.errorbar([p[x] for p in pts], [p[y] for p in pts], [p[f"{y}_std"] for p in pts],
+                            marker="o", ms=5, capsize=2, label=kind)
         for kind, marker, colour in (("none", "s", "black"), ("learned", "*", "red")):
-            for r in (r for r in rows if r["kind"] == kind and r["iou"] is not None):
-                ax.errorbar([r["iou"]], [r[key]], [r[f"{key}_std"]], marker=marker, ms=11, color=colour, capsize=2,
+            for r in (r for r in rows if r["kind"] == kind and r[x] is not None):
+                ax.errorbar([r[x]], [r[y]], [r[f"{y}_std"]], marker=marker, ms=11, color=colour, capsize=2,
                             label="ground truth" if kind == "none" else "learned detector", zorder=5)
-        ax.set_xlabel("mask IoU against the ground truth")
-        ax.set_ylabel(name)
+        ax.set_xlabel(x_name)
+        ax.set_ylabel(y_name)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
 def main() -> None:
