@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -146,3 +149,21 @@ def make_readonly() -> Iterator[Callable[[Path], Path]]:
             if immutable:
                 subprocess.run(["chattr", "-i", str(path)], capture_output=True, check=False)
             path.chmod(mode)
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def load_benchmark(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], ModuleType]]:
+    """Import a script of ``benchmarks/`` by name (its folder on sys.path, as when it runs); forgotten after the test."""
+    loaded: list[str] = []
+
+    def load(name: str) -> ModuleType:
+        monkeypatch.syspath_prepend(str(BENCHMARKS))
+        loaded.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)

@@ -4,26 +4,19 @@ runs the whole measuring path (training both ways, evaluation, detector, separat
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import bench_gpu
-
-    yield bench_gpu
-    sys.modules.pop("bench_gpu", None)
+def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return load_benchmark("bench_gpu")
 
 
 def test_without_a_gpu_it_refuses_in_one_line(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,

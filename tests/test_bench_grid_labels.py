@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -14,18 +14,12 @@ import pytest
 
 from autobackswap.data.synthetic import make_synthetic
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import bench_grid_labels
-
-    yield bench_grid_labels
-    sys.modules.pop("bench_grid_labels", None)
+def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return load_benchmark("bench_grid_labels")
 
 
 def test_tiny_sweep(bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

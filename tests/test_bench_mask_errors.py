@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -15,18 +15,12 @@ import pytest
 
 from autobackswap.data.synthetic import make_synthetic
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import bench_mask_errors
-
-    yield bench_mask_errors
-    sys.modules.pop("bench_mask_errors", None)
+def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    return load_benchmark("bench_mask_errors")
 
 
 def squares(n: int = 6, size: int = 32) -> np.ndarray:
