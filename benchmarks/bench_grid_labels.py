@@ -97,11 +97,12 @@ def main() -> None:
                   flush=True)
     wga = np.array([[r["wga"] for r in rows if r["grid"] == g] for g in grids])
     iou = np.array([[r["iou"] for r in rows if r["grid"] == g] for g in grids])
-    fig = Figure(figsize=(10, 3.8))
-    axes = fig.subplots(1, 2)
     setting = f"{data_dir.name}, seeds {args.seeds}" + ("" if args.iou_only else f", {args.epochs} epochs")
-    heat_map(axes[0], wga, grids, budgets, f"worst-group accuracy ({setting})")
-    heat_map(axes[1], iou, grids, budgets, f"refined-mask IoU ({setting})")
+    maps = [] if args.iou_only else [(wga, f"worst-group accuracy ({setting})")]
+    maps.append((iou, f"refined-mask IoU ({setting})"))
+    fig = Figure(figsize=(5 * len(maps), 3.8))
+    for ax, (values, title) in zip(fig.subplots(1, len(maps), squeeze=False)[0], maps, strict=True):
+        heat_map(ax, values, grids, budgets, title)
     fig.tight_layout()
     fig.savefig(out / "grid_labels.png", dpi=110)
     (out / "grid_labels.json").write_text(json.dumps(rows, indent=1))
