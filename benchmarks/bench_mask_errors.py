@@ -254,7 +254,7 @@ def plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
             pts = sorted((r for r in rows if r["kind"] == kind and r[x] is not None), key=lambda r: r[x])
             if pts:
                 ax.errorbar([p[x] for p in pts], [p[y] for p in pts], [p[f"{y}_std"] for p in pts],
-                            marker="o", ms=5, capsize=2, label=kind)
+                            marker="o", ms=5, capsize=2, label=kind, color=f"C{KINDS.index(kind)}")
         for kind, marker, colour in (("none", "s", "black"), ("learned", "*", "red")):
             for r in (r for r in rows if r["kind"] == kind and r[x] is not None):
                 ax.errorbar([r[x]], [r[y]], [r[f"{y}_std"]], marker=marker, ms=11, color=colour, capsize=2,
