@@ -66,9 +66,13 @@ def finished(out: Path, cfg: ExperimentConfig) -> dict[str, Any] | None:
         return None
     results = json.loads(path.read_text())
     old = results.get("config", {})
-    same = (results.get("complete") and old.get("methods") == cfg.methods and old.get("seeds") == cfg.seeds
-            and old.get("train") == dataclasses.asdict(cfg.train))
+    same = same_training(results, cfg) and old.get("methods") == cfg.methods and old.get("seeds") == cfg.seeds
     return results if same else None
+
+
+def same_training(results: dict[str, Any], cfg: ExperimentConfig) -> bool:
+    """``results`` are a finished experiment trained with ``cfg``'s training settings."""
+    return bool(results.get("complete")) and results.get("config", {}).get("train") == dataclasses.asdict(cfg.train)
 
 
 def run_or_reuse(out: Path, cfg: ExperimentConfig, data: ExperimentData | None = None) -> dict[str, Any]:

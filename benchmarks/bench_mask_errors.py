@@ -38,7 +38,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from _common import run_or_reuse, synthetic, tuxbirds
+from _common import run_or_reuse, same_training, synthetic, tuxbirds
 from matplotlib.figure import Figure
 
 from autobackswap.data.grid import grid_to_string, mask_to_grid
@@ -222,9 +222,7 @@ def measure(args: argparse.Namespace, data_dir: Path, out: Path) -> list[dict[st
 def clean_from(run: Path, cfg: ExperimentConfig) -> dict[str, Any]:
     """The clean points from another finished experiment (its own seeds) with the same methods and training."""
     results = json.loads((run / "results.json").read_text())
-    old = results.get("config", {})
-    if not results.get("complete") or old.get("train") != dataclasses.asdict(cfg.train) or \
-            not set(cfg.methods) <= set(results.get("methods", {})):
+    if not same_training(results, cfg) or not set(cfg.methods) <= set(results.get("methods", {})):
         raise SystemExit(f"--clean-from {run}: not a finished run of {', '.join(cfg.methods)} with these training settings")
     return results
 
