@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -21,7 +22,7 @@ from autobackswap.separate import (
     pixel_iou,
     separate,
 )
-from autobackswap.separate.masks import HOLES, hole_mask, soft_threshold, upsample_bilinear
+from autobackswap.separate.masks import HOLES, bg_share, hole_mask, soft_threshold, upsample_bilinear
 
 # ----------------------------------------------------------------------------- masks, hand-computed
 
@@ -148,6 +149,26 @@ def test_guided_refinement_beats_nearest_on_a_coarse_grid() -> None:
     guided = pixel_iou(create_refiner("guided")(image, p_fg, 0.5), disk)
     assert nearest < 0.9
     assert guided > nearest + 0.05 and guided > 0.95
+
+
+def test_guided_wide_drops_the_rim_of_wrongly_called_boundary_patches() -> None:
+    """A detector that calls half the background patches around the object foreground (p 0.8), on a noisy
+    image: the narrow guided filter keeps much of those patches in the cut-out; the two-patch window with a
+    small regulariser follows the object's colour edge and leaves them out."""
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        yy, xx = np.mgrid[0:64, 0:64]
+        disk = (yy - 30) ** 2 + (xx - 34) ** 2 < 16**2
+        image = np.empty((64, 64, 3), np.int64)
+        image[:] = (60, 110, 160)
+        image[disk] = (200, 90, 40)
+        image = np.clip(image + rng.integers(-40, 41, image.shape), 0, 255).astype(np.uint8)
+        fg = patch_fractions(disk.astype(np.float32), 16) > 0.25
+        ring = (cv2.dilate(fg.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~fg
+        p_fg = np.where(ring & (rng.random(fg.shape) < 0.5), 0.8, np.where(fg, 0.95, 0.02)).astype(np.float32)
+        narrow, wide = (create_refiner(name)(image, p_fg, 0.5) for name in ("guided", "guided_wide"))
+        assert bg_share(narrow, disk) > 0.1 and bg_share(wide, disk) < 0.05
+        assert pixel_iou(wide, disk) > max(0.97, pixel_iou(narrow, disk) + 0.05)
 
 
 def test_refined_hole_follows_the_object_not_the_patch_grid() -> None:
