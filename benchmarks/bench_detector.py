@@ -10,8 +10,8 @@ Each variant is ``name=key:value,key:value`` over :class:`~autobackswap.detect.D
 variant is trained on the same seeded sample of ``--label-budget`` labelled images (``self_train`` rounds also
 on the rest of the train split, unlabelled). A variant that differs from an earlier one only by ``tta`` (and does
 not self-train) reuses its fit: flip TTA changes the prediction, not the training. Each ``--sep`` is
-``name=t_tight:T,erode:PX`` (the tight threshold on p_bg and an erosion of the refined cut-out); every variant
-is scored under each.
+``name=t_tight:T,erode:PX,refine:NAME`` (the tight threshold on p_bg, an erosion of the refined cut-out, and the
+mask refiner, default the pipeline's); every variant is scored under each.
 """
 
 from __future__ import annotations
@@ -52,13 +52,16 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, params
 
 
-def parse_sep(text: str) -> tuple[str, float, int]:
-    """``name=t_tight:T,erode:PX`` -> (name, t_tight, erode px); unset keys: t_tight 0.5 (the default), no erosion."""
+def parse_sep(text: str, refine: str) -> tuple[str, float, int, str]:
+    """``name=t_tight:T,erode:PX,refine:NAME`` -> (name, t_tight, erode px, refiner); unset keys: t_tight 0.5 (the
+    default), no erosion, the ``refine`` given (the pipeline's)."""
     name, _, body = text.partition("=")
-    values = {"t_tight": "0.5", "erode": "0"} | dict(item.partition(":")[::2] for item in filter(None, body.split(",")))
-    if set(values) != {"t_tight", "erode"}:
-        raise SystemExit(f"--sep {text!r}: only t_tight and erode")
-    return name, float(values["t_tight"]), int(values["erode"])
+    values = ({"t_tight": "0.5", "erode": "0", "refine": refine}
+              | dict(item.partition(":")[::2] for item in filter(None, body.split(","))))
+    if set(values) != {"t_tight", "erode", "refine"}:
+        raise SystemExit(f"--sep {text!r}: only t_tight, erode and refine")
+    create_refiner(values["refine"])  # an unknown refiner fails here, before any detector is fitted
+    return name, float(values["t_tight"]), int(values["erode"]), values["refine"]
 
 
 def mask_scores(images: np.ndarray, p_fg: np.ndarray, seg: np.ndarray, refine: str, t_tight: float,
@@ -96,13 +99,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--label-budget", type=int, default=200)
     ap.add_argument("--variant", action="append", default=None, help="name=key:value,... (repeatable)")
-    ap.add_argument("--sep", action="append", default=None, help="name=t_tight:T,erode:PX (repeatable; default: the defaults)")
+    ap.add_argument("--sep", action="append", default=None, help="name=t_tight:T,erode:PX,refine:NAME (repeatable; default: the defaults)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data_dir = args.data or tuxbirds(Path("runs/bench/tuxbirds_data"), 1.0, 0, 64)["seen"]
     pipe = PipelineConfig.from_options({"label_budget": args.label_budget})
-    seps = [parse_sep(t) for t in args.sep or [f"default=t_tight:{pipe.separation.t_tight}"]]
     refine = pipe.separation.refine
+    seps = [parse_sep(t, refine) for t in args.sep or [f"default=t_tight:{pipe.separation.t_tight}"]]
     base = {"grid": pipe.detector.grid, "width": pipe.detector.width, "epochs": pipe.detector.epochs}
     with tempfile.TemporaryDirectory() as tmp:
         data = load_experiment_data(data_dir, 64, tmp)
@@ -111,8 +114,8 @@ def main() -> None:
             raise SystemExit(f"{data_dir}: needs segmentations/ to score masks")
         gt = np.stack([mask_to_grid(m, pipe.detector.grid, pipe.label_threshold) for m in seg]).astype(np.float32)
         print(f"{data_dir}: {len(images)} train images, {args.label_budget} labels, refiner {refine}")
-        for sname, t_tight, px in seps:
-            iou, rim = mask_scores(images, gt, seg, refine, t_tight, px)
+        for sname, t_tight, px, sep_refine in seps:
+            iou, rim = mask_scores(images, gt, seg, sep_refine, t_tight, px)
             print(f"ceiling (ground-truth grid, refined), sep {sname}: IoU {iou:.3f}, rim {rim:.3f}")
         print("| variant | settings | sep | mask IoU | rim (bg share of cut-out alpha) | hold-out balanced patch acc | fit s |")
         print("|---|---|---|---|---|---|---|")
@@ -128,11 +131,11 @@ def main() -> None:
                 secs.append(sec)
                 accs.append(det.holdout_balanced_accuracy_ or float("nan"))
                 p_fg = det.predict_proba(images)
-                for sname, t_tight, px in seps:
-                    scores[sname].append(mask_scores(images, p_fg, seg, refine, t_tight, px))
+                for sname, t_tight, px, sep_refine in seps:
+                    scores[sname].append(mask_scores(images, p_fg, seg, sep_refine, t_tight, px))
                     print(f"  {name} seed {seed} sep {sname}: IoU {scores[sname][-1][0]:.4f} rim {scores[sname][-1][1]:.4f} "
                           f"fit {sec:.0f}s", flush=True)
-            for sname, _, _ in seps:
+            for sname, *_ in seps:
                 iou, rim = np.array(scores[sname]).T
                 print(f"| {name} | {text.partition('=')[2] or 'library defaults'} | {sname} | {iou.mean():.3f} ± {iou.std():.3f} "
                       f"| {rim.mean():.3f} ± {rim.std():.3f} | {np.mean(accs):.3f} | {np.mean(secs):.0f} |", flush=True)
