@@ -8,7 +8,8 @@ difference. This reads ``results.json`` of every run folder given, pools each me
 trained on seeds 0-2 in one run and 3-4 in another counts five seeds; a seed seen twice is an error) and prints,
 per test setting, the mean ± std over seeds and the difference to ``--baseline`` on the seeds both have, with its
 standard error. The seed draws the same labelled images and the same detector for every pipeline method, so the
-paired difference removes much of that spread.
+paired difference removes much of that spread. A last table gives, per method, the mean over seeds of the mask
+IoU, the rim (``mask_bg_share``), the diagnostics' bg_gap and the average accuracy on each test setting.
 """
 
 from __future__ import annotations
@@ -16,14 +17,24 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from autobackswap.train.loop import TrainConfig
 
 SPLITS = {"seen": "test", "unseen": "test:unseen"}
+# Per-seed figures beside WGA, for the second table: name -> how a run entry of results.json gives it (None if absent).
+EXTRAS: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "mask IoU": lambda r: r.get("mask_iou"),
+    "rim": lambda r: r.get("mask_bg_share"),
+    "bg_gap": lambda r: r.get("diagnostics", {}).get("bg_gap"),
+    "avg. acc., seen": lambda r: r.get("test", {}).get("average_accuracy"),
+    "avg. acc., unseen": lambda r: r.get("test:unseen", {}).get("average_accuracy"),
+}
 
 
 def train_suffix(config: dict) -> str:
@@ -36,7 +47,9 @@ def train_suffix(config: dict) -> str:
 
 
 def pooled(runs: list[Path]) -> dict[str, dict[int, dict[str, float]]]:
-    """method -> seed -> {setting: WGA}; a method trained with other classifier settings is its own row."""
+    """method -> seed -> {setting: WGA, extra: value}; a method trained with other classifier settings is its
+    own row. A run's mask IoU and rim, when its run entry lacks them (older results), come from the method's
+    entry if it holds that one seed only."""
     configs = {run: json.loads((run / "config.json").read_text())["train"] for run in runs}
     epochs = {c["epochs"] for c in configs.values()}
     if len(epochs) > 1:
@@ -52,7 +65,13 @@ def pooled(runs: list[Path]) -> dict[str, dict[int, dict[str, float]]]:
                     continue
                 if r["seed"] in out[method]:
                     raise SystemExit(f"{run}: {method} seed {r['seed']} is in more than one run folder")
-                out[method][r["seed"]] = {s: r[k]["worst_group_accuracy"] for s, k in SPLITS.items() if k in r}
+                one_seed = len(entry["runs"]) == 1
+                figures = {s: r[k]["worst_group_accuracy"] for s, k in SPLITS.items() if k in r}
+                for name, get in EXTRAS.items():
+                    value = get(r) if get(r) is not None or not one_seed else get(entry)
+                    if value is not None:
+                        figures[name] = float(value)
+                out[method][r["seed"]] = figures
     return out
 
 
@@ -80,6 +99,14 @@ def main() -> None:
                 np.array([seeds[k][setting] - base[k][setting] for k in common]))
             print(f"| {method} | {','.join(map(str, sorted(seeds)))} | {np.mean(vals):.3f} ± {np.std(vals):.3f} "
                   f"| {' '.join(f'{v:.2f}' for v in vals)} | {diff} |")
+    print("\nmasks and diagnostics: mean over the seeds that report each (n), - where none does")
+    print(f"| method | {' | '.join(EXTRAS)} |\n|---|{'---|' * len(EXTRAS)}")
+    for method, seeds in sorted(table.items()):
+        cells = []
+        for name in EXTRAS:
+            vals = [v[name] for v in seeds.values() if name in v]
+            cells.append(f"{np.mean(vals):.3f} ({len(vals)})" if vals else "-")
+        print(f"| {method} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":
