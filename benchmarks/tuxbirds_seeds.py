@@ -9,7 +9,7 @@ trained on seeds 0-2 in one run and 3-4 in another counts five seeds; a seed see
 per test setting, the mean ± std over seeds and the difference to ``--baseline`` on the seeds both have, with its
 standard error. The seed draws the same labelled images and the same detector for every pipeline method, so the
 paired difference removes much of that spread. A last table gives, per method, the mean over seeds of the mask
-IoU, the rim (``mask_bg_share``), the diagnostics' bg_gap and the average accuracy on each test setting.
+IoU, the rim (``mask_bg_share``), the share of the object the cut-outs keep (``mask_fg_kept``), the diagnostics' bg_gap and the average accuracy on each test setting.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ SPLITS = {"seen": "test", "unseen": "test:unseen"}
 EXTRAS: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "mask IoU": lambda r: r.get("mask_iou"),
     "rim": lambda r: r.get("mask_bg_share"),
+    "object kept": lambda r: r.get("mask_fg_kept"),
     "bg_gap": lambda r: r.get("diagnostics", {}).get("bg_gap"),
     "avg. acc., seen": lambda r: r.get("test", {}).get("average_accuracy"),
     "avg. acc., unseen": lambda r: r.get("test:unseen", {}).get("average_accuracy"),

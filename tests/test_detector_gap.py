@@ -20,8 +20,14 @@ from autobackswap.detect import Detector, DetectorConfig
 from autobackswap.detect.confidence import separation_confidence
 from autobackswap.detect.detector import combine_views, config_key, masked_bce, pseudo_labels
 from autobackswap.errors import AutoBackSwapError
-from autobackswap.pipeline import PipelineConfig, fit_detector, mean_mask_bg_share, prediction_key
-from autobackswap.separate.masks import bg_share, erode
+from autobackswap.pipeline import (
+    PipelineConfig,
+    fit_detector,
+    mean_mask_bg_share,
+    mean_mask_metric,
+    prediction_key,
+)
+from autobackswap.separate.masks import bg_share, erode, fg_kept
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -231,6 +237,22 @@ def test_mean_mask_bg_share_skips_empty_cutouts() -> None:
     fg[1, 0, :, 3] = 255  # exactly the object: no rim
     # image 2: no cut-out, left out of the mean
     assert mean_mask_bg_share(fg, seg) == pytest.approx(0.25)
+
+
+def test_fg_kept_hand_computed_and_its_mean_skips_images_without_an_object() -> None:
+    gt = np.array([[1, 1, 0, 0]] * 2, bool)
+    alpha = np.array([[1.0, 1.0, 0.5, 0.0], [1.0, 0.5, 0.0, 0.0]], np.float32)
+    assert fg_kept(alpha, gt) == pytest.approx(3.5 / 4.0)  # 3.5 of the object's 4 pixels kept; the rim is not counted
+    assert fg_kept(np.zeros((2, 4), np.float32), gt) == 0.0
+    assert fg_kept(alpha, np.zeros((2, 4), bool)) is None
+    with pytest.raises(ValueError, match="differ in shape"):
+        fg_kept(np.ones((3, 3), np.float32), gt)
+    seg = np.zeros((3, 2, 2), np.uint8)
+    seg[:2, 0] = 255  # images 0 and 1: top row foreground; image 2: no object, left out of the mean
+    fg = np.zeros((3, 2, 2, 4), np.uint8)
+    fg[0, ..., 3] = 255  # everything: the whole object kept
+    fg[2, ..., 3] = 255
+    assert mean_mask_metric(fg_kept, fg, seg) == pytest.approx(0.5)  # (1 + 0) / 2
 
 
 def test_erode_removes_the_edge_band() -> None:

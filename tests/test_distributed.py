@@ -128,7 +128,7 @@ def test_autobackswap_under_torchrun_rank0_separates_and_writes(tiny_synthetic: 
     dist = result["distributed"]
     assert dist["replicas_in_sync"] is True and dist["samples_per_rank"] == [20, 20]
     assert result["separation_counts"]["ok"] > 0 and 0.0 < result["mask_iou"] <= 1.0
-    assert 0.0 <= result["mask_bg_share"] <= 1.0
+    assert 0.0 <= result["mask_bg_share"] <= 1.0 and 0.0 <= result["mask_fg_kept"] <= 1.0
     separations = list((out / "separation").iterdir())
     assert len(separations) == 1  # one separation, written by rank 0 and read by rank 1
     assert len(list((separations[0] / "fg").glob("*.png"))) == 40

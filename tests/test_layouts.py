@@ -389,6 +389,7 @@ def test_run_experiment_end_to_end_on_every_layout(fakes: dict[str, Path], tmp_p
     if "oracle" in methods:
         assert results["methods"]["oracle"]["mask_iou"] > 0.9  # ground-truth cut-outs of the fake squares
         assert results["methods"]["oracle"]["mask_bg_share"] < 0.05  # and (almost) no rim of background
+        assert results["methods"]["oracle"]["mask_fg_kept"] > 0.95  # and the whole object
     if variants:
         for method in methods:
             entry = results["methods"][method]

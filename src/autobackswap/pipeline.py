@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from .errors import AutoBackSwapError
 from .io import fingerprint, json_digest
 from .options import check_range, field_kinds, parse_options
 from .separate.engines import ENGINES, SeparationJob, pack_banks, read_result, run_job
-from .separate.masks import bg_share, pixel_iou, refined_iou
+from .separate.masks import bg_share, fg_kept, pixel_iou, refined_iou
 from .separate.run import SeparationConfig, load_banks
 from .weights import check_weights_file, weights_key
 
@@ -250,6 +251,7 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
     if seg is not None:
         info["mask_iou"] = mean_mask_iou(fg, seg)
         info["mask_bg_share"] = mean_mask_bg_share(fg, seg)  # the rim: cut-out alpha that is background
+        info["mask_fg_kept"] = mean_mask_metric(fg_kept, fg, seg)  # the share of the object the cut-outs keep
     confidence = None if oracle else confidence_by_index(out / CONFIDENCE_FILE, len(train))
     keep = low_confidence(confidence, cfg.min_confidence, info)
     swap = BackgroundSwap(fg, bg, train.labels, cfg.swap, data.num_classes, keep_original=keep)
@@ -367,14 +369,21 @@ def mean_mask_iou(foregrounds: Any, segmentations: Any, chunk: int = 1024) -> fl
     return float(np.mean(ious))
 
 
+def mean_mask_metric(metric: Callable[[np.ndarray, np.ndarray], float | None], foregrounds: Any,
+                     segmentations: Any, chunk: int = 1024) -> float:
+    """Mean of ``metric(cut-out alpha, ground truth)`` over the images where it is defined (not None), read in
+    chunks; NaN when it is defined on none."""
+    values: list[float] = []
+    for start in range(0, len(segmentations), chunk):
+        fg, seg = foregrounds[start : start + chunk], segmentations[start : start + chunk]
+        values += [v for v in (metric(fg[i, ..., 3], seg[i]) for i in range(len(seg))) if v is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def mean_mask_bg_share(foregrounds: Any, segmentations: Any, chunk: int = 1024) -> float:
     """Mean over the images with a cut-out of :func:`~autobackswap.separate.masks.bg_share`: the share of the
     cut-out's alpha mass on ground-truth background (the rim it carries); NaN when no image has a cut-out."""
-    shares: list[float] = []
-    for start in range(0, len(segmentations), chunk):
-        fg, seg = foregrounds[start : start + chunk], segmentations[start : start + chunk]
-        shares += [v for v in (bg_share(fg[i, ..., 3], seg[i]) for i in range(len(seg))) if v is not None]
-    return float(np.mean(shares)) if shares else float("nan")
+    return mean_mask_metric(bg_share, foregrounds, segmentations, chunk)
 
 
 def build_banks(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle: bool = False) -> Banks:

@@ -60,7 +60,7 @@ def finalize_entry(entry: dict[str, Any], runs: list[dict[str, Any]], skipped: d
             entry[key] = aggregate([r[key] for r in runs])
         entry["train_seconds"] = float(np.mean([r["train_seconds"] for r in runs]))  # everything the method did
         entry["classifier_seconds"] = float(np.mean([classifier_seconds(r) for r in runs]))
-        for key in ("mask_iou", "mask_bg_share", "patch_balanced_accuracy", "detector_seconds", "separation_seconds"):
+        for key in ("mask_iou", "mask_bg_share", "mask_fg_kept", "patch_balanced_accuracy", "detector_seconds", "separation_seconds"):
             values = [r[key] for r in runs if r.get(key) is not None]
             if values:
                 entry[key] = float(np.mean(values))

@@ -194,6 +194,18 @@ def bg_share(alpha: np.ndarray, target: np.ndarray) -> float | None:
     return float(a[~t].sum() / mass) if mass > 0 else None
 
 
+def fg_kept(alpha: np.ndarray, target: np.ndarray) -> float | None:
+    """The object kept: the share of the ground-truth foreground the cut-out's alpha covers,
+    ``sum(alpha * gt) / sum(gt)`` (the other side of :func:`bg_share`: a tighter cut-out carries less rim and
+    keeps less of the object). Same inputs as :func:`bg_share`; None when the ground truth has no foreground."""
+    a = alpha.astype(np.float64) / 255.0 if alpha.dtype == np.uint8 else alpha.astype(np.float64)
+    t = target > (127 if target.dtype == np.uint8 else 0.5) if target.dtype != bool else target
+    if a.shape != t.shape:
+        raise ValueError(f"alpha {a.shape} and mask {t.shape} differ in shape")
+    area = t.sum()
+    return float(a[t].sum() / area) if area > 0 else None
+
+
 def pixel_iou(pred: np.ndarray, target: np.ndarray) -> float:
     """IoU of two HW masks (bool, or float/uint8 thresholded at half range)."""
     p = pred > (127 if pred.dtype == np.uint8 else 0.5) if pred.dtype != bool else pred
