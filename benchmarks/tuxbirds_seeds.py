@@ -69,7 +69,9 @@ def pooled(runs: list[Path]) -> dict[str, dict[int, dict[str, float]]]:
                 one_seed = len(entry["runs"]) == 1
                 figures = {s: r[k]["worst_group_accuracy"] for s, k in SPLITS.items() if k in r}
                 for name, get in EXTRAS.items():
-                    value = get(r) if get(r) is not None or not one_seed else get(entry)
+                    value = get(r)
+                    if value is None and one_seed:
+                        value = get(entry)
                     if value is not None:
                         figures[name] = float(value)
                 out[method][r["seed"]] = figures

@@ -249,9 +249,7 @@ def run_separation(data: ExperimentData, cfg: PipelineConfig, seed: int, oracle:
     info["separation_counts"] = result.counts
     fg, bg = pack_banks(out, len(train)) if stream else load_banks(out, len(train))
     if seg is not None:
-        info["mask_iou"] = mean_mask_iou(fg, seg)
-        info["mask_bg_share"] = mean_mask_bg_share(fg, seg)  # the rim: cut-out alpha that is background
-        info["mask_fg_kept"] = mean_mask_metric(fg_kept, fg, seg)  # the share of the object the cut-outs keep
+        info.update(mask_metrics(fg, seg, MASK_METRICS))
     confidence = None if oracle else confidence_by_index(out / CONFIDENCE_FILE, len(train))
     keep = low_confidence(confidence, cfg.min_confidence, info)
     swap = BackgroundSwap(fg, bg, train.labels, cfg.swap, data.num_classes, keep_original=keep)
@@ -360,24 +358,30 @@ def separation_problem(info: dict[str, Any], n: int, cfg: PipelineConfig) -> str
     return "; ".join(problems) or None
 
 
-def mean_mask_iou(foregrounds: Any, segmentations: Any, chunk: int = 1024) -> float:
-    """Mean pixel IoU of the cut-outs' alpha against ground truth, read in chunks."""
-    ious: list[float] = []
-    for start in range(0, len(segmentations), chunk):
-        fg, seg = foregrounds[start : start + chunk], segmentations[start : start + chunk]
-        ious += [pixel_iou(fg[i, ..., 3], seg[i]) for i in range(len(seg))]
-    return float(np.mean(ious))
+MaskMetric = Callable[[np.ndarray, np.ndarray], float | None]  # (cut-out alpha, ground truth) -> value or None
+# What the separation info reports when segmentations exist: the IoU, the rim (cut-out alpha that is
+# background) and the share of the object the cut-outs keep.
+MASK_METRICS: dict[str, MaskMetric] = {"mask_iou": pixel_iou, "mask_bg_share": bg_share, "mask_fg_kept": fg_kept}
 
 
-def mean_mask_metric(metric: Callable[[np.ndarray, np.ndarray], float | None], foregrounds: Any,
-                     segmentations: Any, chunk: int = 1024) -> float:
-    """Mean of ``metric(cut-out alpha, ground truth)`` over the images where it is defined (not None), read in
-    chunks; NaN when it is defined on none."""
-    values: list[float] = []
+def mask_metrics(foregrounds: Any, segmentations: Any, metrics: dict[str, MaskMetric],
+                 chunk: int = 1024) -> dict[str, float]:
+    """Each metric's mean over the images where it is defined (not None), in one pass over the cut-outs read
+    in chunks (a disk-backed bank is read once); NaN for a metric defined on none."""
+    values: dict[str, list[float]] = {name: [] for name in metrics}
     for start in range(0, len(segmentations), chunk):
         fg, seg = foregrounds[start : start + chunk], segmentations[start : start + chunk]
-        values += [v for v in (metric(fg[i, ..., 3], seg[i]) for i in range(len(seg))) if v is not None]
-    return float(np.mean(values)) if values else float("nan")
+        for i in range(len(seg)):
+            for name, metric in metrics.items():
+                v = metric(fg[i, ..., 3], seg[i])
+                if v is not None:
+                    values[name].append(v)
+    return {name: float(np.mean(v)) if v else float("nan") for name, v in values.items()}
+
+
+def mean_mask_metric(metric: MaskMetric, foregrounds: Any, segmentations: Any, chunk: int = 1024) -> float:
+    """Mean of ``metric(cut-out alpha, ground truth)`` over the images where it is defined; NaN when none."""
+    return mask_metrics(foregrounds, segmentations, {"metric": metric}, chunk)["metric"]
 
 
 def mean_mask_bg_share(foregrounds: Any, segmentations: Any, chunk: int = 1024) -> float:

@@ -183,14 +183,20 @@ def refined_iou(images: Any, p_fg: np.ndarray, segmentations: Any, refine: str, 
                           for i in range(len(segmentations))]))
 
 
-def bg_share(alpha: np.ndarray, target: np.ndarray) -> float | None:
-    """The rim: the share of the cut-out's alpha mass that lies on ground-truth background,
-    ``sum(alpha * (1 - gt)) / sum(alpha)``. ``alpha`` is soft (float in [0, 1], or uint8 0-255); ``target`` a
-    HW mask (bool, or float/uint8 thresholded at half range). None when the cut-out is empty."""
+def _soft_and_truth(alpha: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha as float64 in [0, 1], target as bool) for :func:`bg_share` / :func:`fg_kept`."""
     a = alpha.astype(np.float64) / 255.0 if alpha.dtype == np.uint8 else alpha.astype(np.float64)
     t = target > (127 if target.dtype == np.uint8 else 0.5) if target.dtype != bool else target
     if a.shape != t.shape:
         raise ValueError(f"alpha {a.shape} and mask {t.shape} differ in shape")
+    return a, t
+
+
+def bg_share(alpha: np.ndarray, target: np.ndarray) -> float | None:
+    """The rim: the share of the cut-out's alpha mass that lies on ground-truth background,
+    ``sum(alpha * (1 - gt)) / sum(alpha)``. ``alpha`` is soft (float in [0, 1], or uint8 0-255); ``target`` a
+    HW mask (bool, or float/uint8 thresholded at half range). None when the cut-out is empty."""
+    a, t = _soft_and_truth(alpha, target)
     mass = a.sum()
     return float(a[~t].sum() / mass) if mass > 0 else None
 
@@ -199,10 +205,7 @@ def fg_kept(alpha: np.ndarray, target: np.ndarray) -> float | None:
     """The object kept: the share of the ground-truth foreground the cut-out's alpha covers,
     ``sum(alpha * gt) / sum(gt)`` (the other side of :func:`bg_share`: a tighter cut-out carries less rim and
     keeps less of the object). Same inputs as :func:`bg_share`; None when the ground truth has no foreground."""
-    a = alpha.astype(np.float64) / 255.0 if alpha.dtype == np.uint8 else alpha.astype(np.float64)
-    t = target > (127 if target.dtype == np.uint8 else 0.5) if target.dtype != bool else target
-    if a.shape != t.shape:
-        raise ValueError(f"alpha {a.shape} and mask {t.shape} differ in shape")
+    a, t = _soft_and_truth(alpha, target)
     area = t.sum()
     return float(a[t].sum() / area) if area > 0 else None
 
