@@ -48,6 +48,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     for item in filter(None, body.split(",")):
         key, _, value = item.partition(":")
         kind = type(getattr(defaults, key))
+        kind = str if kind is type(None) else kind  # weights: a tag or a file
         params[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return name, params
 
@@ -96,19 +97,20 @@ def fit_once(cache: dict[str, Detector], params: dict[str, Any], seed: int, imag
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="dataset (default: TuxBirds seen, built on first use)")
+    ap.add_argument("--image-size", type=int, default=64, help="working size in px (default 64)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--label-budget", type=int, default=200)
     ap.add_argument("--variant", action="append", default=None, help="name=key:value,... (repeatable)")
     ap.add_argument("--sep", action="append", default=None, help="name=t_tight:T,erode:PX,refine:NAME (repeatable; default: the defaults)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    data_dir = args.data or tuxbirds(Path("runs/bench/tuxbirds_data"), 1.0, 0, 64)["seen"]
+    data_dir = args.data or tuxbirds(Path("runs/bench/tuxbirds_data"), 1.0, 0, args.image_size)["seen"]
     pipe = PipelineConfig.from_options({"label_budget": args.label_budget})
     refine = pipe.separation.refine
     seps = [parse_sep(t, refine) for t in args.sep or [f"default=t_tight:{pipe.separation.t_tight}"]]
     base = {"grid": pipe.detector.grid, "width": pipe.detector.width, "epochs": pipe.detector.epochs}
     with tempfile.TemporaryDirectory() as tmp:
-        data = load_experiment_data(data_dir, 64, tmp)
+        data = load_experiment_data(data_dir, args.image_size, tmp)
         images, seg = data.train.images, data.train.segmentations
         if seg is None:
             raise SystemExit(f"{data_dir}: needs segmentations/ to score masks")
@@ -126,8 +128,8 @@ def main() -> None:
             scores: dict[str, list[tuple[float, float, float]]] = {s[0]: [] for s in seps}
             accs, secs = [], []
             for seed in (int(s) for s in args.seeds.split(",")):
-                idx, grids = patch_labels(data.dataset, data.train.records, 64, pipe.detector.grid, None, args.label_budget,
-                                          pipe.label_threshold, seed)
+                idx, grids = patch_labels(data.dataset, data.train.records, args.image_size, pipe.detector.grid, None,
+                                          args.label_budget, pipe.label_threshold, seed)
                 det, sec = fit_once(cache, params, seed, images, idx, grids, base)
                 secs.append(sec)
                 accs.append(det.holdout_balanced_accuracy_ or float("nan"))

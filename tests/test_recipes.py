@@ -112,7 +112,7 @@ def test_a_bad_recipe_is_one_error_naming_the_file_and_the_key(tmp_path: Path, t
 
 
 def test_an_unknown_recipe_name_or_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(AutoBackSwapError, match=r"^unknown recipe 'waterbirds'; named recipes: cpu-small, waterbirds-paper"):
+    with pytest.raises(AutoBackSwapError, match=r"^unknown recipe 'waterbirds'; named recipes: cpu-small, photos-cpu, waterbirds-paper"):
         load_recipe("waterbirds")
     with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'nope.toml'}: recipe file not found")):
         load_recipe(tmp_path / "nope.toml")
@@ -203,7 +203,7 @@ def test_cli_bad_recipe_is_one_line(tiny_synthetic: Path, tmp_path: Path, capsys
         assert f"error: {bad}: unknown key 'epoch' in [train]" in err
     code = main(["train", str(tiny_synthetic), "--out", str(tmp_path / "t"), "--recipe", "nope"])
     err = capsys.readouterr().err
-    assert code == 2 and "error: unknown recipe 'nope'; named recipes: cpu-small, waterbirds-paper" in err
+    assert code == 2 and "error: unknown recipe 'nope'; named recipes: cpu-small, photos-cpu, waterbirds-paper" in err
 
 
 def test_experiment_config_knows_every_experiment_key() -> None:

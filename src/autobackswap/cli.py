@@ -73,7 +73,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "timm:<name> (e.g. timm:efficientnet_b0) (default small_resnet)")
     g.add_argument("--pretrained", default=None, metavar="TAG|FILE",
                    help="pretrained weights: a torchvision weight name (IMAGENET1K_V1) or timm tag (resnet50.tv_in1k), "
-                        "fetched; or a local .pt/.pth/.safetensors file, loaded strictly (the head is sized to the data)")
+                        "fetched (tf_efficientnet_lite0.in1k is read offline from an installed package); or a local "
+                        ".pt/.pth/.safetensors file, loaded strictly (the head is sized to the data)")
+    g.add_argument("--freeze", type=int, default=None, metavar="N",
+                   help="pretrained tv:/timm: models: keep the stem and the first N stages fixed (weights and BatchNorm "
+                        "statistics; default 0: train everything)")
     g.add_argument("--width", type=int, default=None, help="base channel width of the built-in classifiers (default 24)")
     g.add_argument("--model-weights", default=None, metavar="FILE",
                    help="a weight file (e.g. an earlier model.pt) loaded strictly into the classifier")
@@ -168,8 +172,12 @@ def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] =
                        help="detector: fcn (built in, default), tv:efficientnet_b0 (the paper's; any tv:<name> or "
                             "timm:<name>: pooled features -> MLP -> GxG) or timm-map:<name> (feature map -> 1x1 conv)")
         g.add_argument("--detector-weights", default=None, metavar="TAG|FILE",
-                       help="the detector backbone's pretrained weights: a tag (IMAGENET1K_V1) or a file, loaded "
-                            "strictly (default none)")
+                       help="the detector backbone's pretrained weights: a tag (IMAGENET1K_V1; "
+                            "tf_efficientnet_lite0.in1k offline) or a file, loaded strictly (default none)")
+        g.add_argument("--detector-lr", type=float, default=None, help="the detector's peak learning rate (default 3e-3)")
+        g.add_argument("--detector-batch-size", type=int, default=None, help="the detector's batch size (default 32)")
+        g.add_argument("--detector-freeze", type=int, default=None, metavar="N",
+                       help="a pretrained detector backbone keeps its stem and first N stages fixed (default 0)")
         g.add_argument("--detector-tta", action="store_const", const=True, default=None,
                        help="flip test-time augmentation: mean of the image's and its mirror's grid (default off)")
         g.add_argument("--detector-self-train", type=int, default=None,
@@ -462,8 +470,11 @@ def _separate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- demo
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    p.add_argument("--n-train", type=int, default=2000, help="training images of the synthetic set (default 2000)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/demo, with --photos runs/demo-photos)")
+    p.add_argument("--photos", action="store_true",
+                   help="TuxBirds (real photos, built offline) with the pretrained EfficientNet-Lite0 recipe photos-cpu, "
+                        "scored on both test settings (seen, unseen), instead of the synthetic set")
+    p.add_argument("--n-train", type=int, default=2000, help="training images of the data set (default 2000)")
     p.add_argument("--epochs", type=int, default=None, help="classifier training epochs (default 10)")
     p.add_argument("--image-size", type=int, default=None, help="working size in px (default 64)")
     p.add_argument("--seeds", type=csv_ints, default=None, help="comma-separated training seeds (default 0)")
@@ -475,9 +486,15 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DEMO_METHODS, run_demo
+    from .demo import DEMO_METHODS, PHOTO_RECIPE, run_demo, run_photo_demo
 
-    results = run_demo(args.out, n_train=args.n_train, settings=settings(args, "", runs=DEMO_METHODS))
+    if args.photos:
+        args.out = args.out or Path("runs/demo-photos")
+        args.recipe = args.recipe or PHOTO_RECIPE
+        results = run_photo_demo(args.out, settings(args, "", runs=DEMO_METHODS), n_train=args.n_train)
+    else:
+        args.out = args.out or Path("runs/demo")
+        results = run_demo(args.out, n_train=args.n_train, settings=settings(args, "", runs=DEMO_METHODS))
     print_results(results, args.out)
     abs_run = results["methods"]["autobackswap"]["runs"][0]
     print(f"autobackswap mask IoU vs ground truth: {abs_run.get('mask_iou', float('nan')):.3f}; "

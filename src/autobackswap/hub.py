@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import offline
 from .errors import AutoBackSwapError
-from .weights import KeyPlan
+from .weights import KeyPlan, WeightFile
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ def tv_weights(arch: str, tag: str) -> Any:
     """The torchvision weight enum member ``tag`` (``IMAGENET1K_V1``, ``DEFAULT``, ``ResNet50_Weights.IMAGENET1K_V1``)."""
     from torchvision.models import get_model_weights
 
+    source = offline.offline_tag(tag)
+    if source is not None:
+        raise AutoBackSwapError(f"pretrained tag {tag} is for timm:{source.arch}, not tv:{arch}; available offline: "
+                                f"{offline.available()}")
     enum = get_model_weights(arch)
     name = tag.rsplit(".", 1)[-1]
     if name not in enum.__members__:
@@ -103,7 +108,8 @@ def timm_name(arch: str, tag: str | None) -> str:
     if tag and "." in tag:
         model, _, tag = tag.partition(".")
         if model != base:
-            raise AutoBackSwapError(f"pretrained tag {model}.{tag} is for timm:{model}, not timm:{arch}")
+            raise AutoBackSwapError(f"pretrained tag {model}.{tag} is for timm:{model}, not timm:{arch}; available "
+                                    f"offline: {offline.available()}")
     tag = tag or own
     return f"{base}.{tag}" if tag else base
 
@@ -142,7 +148,20 @@ def data_config(source: str, arch: str, tag: str | None) -> dict[str, Any]:
 def _fetch_error(source: str, arch: str, tag: str, exc: BaseException) -> AutoBackSwapError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
     return AutoBackSwapError(f"{source}:{arch}: cannot fetch the pretrained weights {tag!r} ({first}); without "
-                             "internet, save them once elsewhere and pass the file: --pretrained PATH.pth|.safetensors")
+                             "internet, save them once elsewhere and pass the file: --pretrained PATH.pth|.safetensors "
+                             f"(available offline: {offline.available()})")
+
+
+def offline_weights(source: str, arch: str, tag: str | None) -> WeightFile | None:
+    """The pretrained weights ``tag`` of ``source:arch`` from an installed package (:mod:`autobackswap.offline`),
+    converted to timm's keys, or None when they are not held offline (they are fetched). A tag of an offline
+    source on another architecture is one error naming what is available offline."""
+    if not tag:
+        return None
+    if source == "tv":
+        tv_weights(arch, tag)  # an offline tag on a torchvision network: the error line
+        return None
+    return offline.resolve(timm_name(arch, tag))
 
 
 def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -215,10 +234,12 @@ def build(source: str, arch: str, tag: str | None = None, fetch: bool = True, **
     return Body(net, features, config, head, dropped)
 
 
-def build_feature_map(arch: str, tag: str | None = None, fetch: bool = True, **kwargs: Any) -> tuple[nn.Module, int, dict[str, Any], KeyPlan]:
-    """timm's ``features_only`` network ``arch``: ``net(x)`` -> its feature maps (the deepest is used); returns
-    ``(net, channels of the deepest map, data_config, plan)``, the plan mapping a full timm state dict (flattened
-    module names, its head and classifier unused) onto ``net``'s keys, without the ``net.`` prefix."""
+def build_feature_map(arch: str, tag: str | None = None, fetch: bool = True,
+                      **kwargs: Any) -> tuple[nn.Module, list[int], dict[str, Any], KeyPlan]:
+    """timm's ``features_only`` network ``arch``: ``net(x)`` -> its feature maps (``out_indices`` in ``kwargs``
+    picks which); returns ``(net, the channels of each map, data_config, plan)``, the plan mapping a full timm
+    state dict (flattened module names, its head and classifier unused) onto ``net``'s keys, without the ``net.``
+    prefix."""
     import timm
 
     check_arch("timm", arch)
@@ -243,7 +264,7 @@ def build_feature_map(arch: str, tag: str | None = None, fetch: bool = True, **k
         else:
             unused.add(k)
     info: Any = net  # timm's feature_info
-    return net, int(info.feature_info.channels()[-1]), config, KeyPlan(aliases, frozenset(), frozenset(unused))
+    return net, [int(c) for c in info.feature_info.channels()], config, KeyPlan(aliases, frozenset(), frozenset(unused))
 
 
 def _fmt(values: Any) -> str:
@@ -263,3 +284,45 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+def stage_names(net: nn.Module, name: str) -> list[list[str]]:
+    """The stem and then the stages of a torchvision / timm network, in order, as lists of module names: timm's
+    coarse ``group_matcher``, timm's ``features_only`` EfficientNets (``conv_stem``, ``bn1``, ``blocks.i``),
+    torchvision's ResNets (``conv1``, ``bn1``, ``layerN``) and ``features``-Sequential networks (EfficientNet,
+    MobileNet, ConvNeXt: ``features.i``). Another network is an error naming ``name``."""
+    matcher = getattr(net, "group_matcher", None)
+    if callable(matcher):
+        from timm.models import group_modules
+
+        groups = group_modules(net, matcher(coarse=True))
+        return [list(groups[k]) for k in sorted(groups)]
+    children = dict(net.named_children())
+    if {"conv_stem", "bn1", "blocks"} <= set(children):
+        return [["conv_stem", "bn1"]] + [[f"blocks.{i}"] for i in range(len(children["blocks"]))]  # type: ignore[arg-type]
+    if {"conv1", "bn1", "layer1"} <= set(children):
+        return [["conv1", "bn1"]] + [[n] for n in children if n.startswith("layer")]
+    features = children.get("features")
+    if isinstance(features, nn.Sequential):
+        return [[f"features.{i}"] for i in range(len(features))]
+    raise AutoBackSwapError(f"{name}: cannot tell its stages apart to freeze them (a timm network, a torchvision "
+                            "ResNet or a network with a features Sequential can be frozen)")
+
+
+def freeze_stages(net: nn.Module, n: int, name: str) -> list[str]:
+    """Freeze the stem and the first ``n`` stages of ``net`` (:func:`stage_names`) in place with timm's
+    ``freeze``: their weights stop training and their BatchNorm layers become ``FrozenBatchNorm2d`` (fixed
+    statistics, as fine-tuning from pretrained weights does). Returns the frozen module names; ``n`` = 0 freezes
+    nothing, more stages than the network has is an error."""
+    if n <= 0:
+        return []
+    from timm.utils.model import freeze
+
+    stages = stage_names(net, name)
+    if n > len(stages) - 1:
+        raise AutoBackSwapError(f"freeze={n}: {name} has a stem and {len(stages) - 1} stages (freeze at most "
+                                f"{len(stages) - 1})")
+    modules = [m for group in stages[: n + 1] for m in group]
+    freeze(net, modules)
+    log.info("%s: froze the stem and %d of %d stages (%d modules)", name, n, len(stages) - 1, len(modules))
+    return modules

@@ -46,7 +46,8 @@ FLAT: dict[str, tuple[str, str]] = {
     "detector_device": ("detector", "device"), "detector_tta": ("detector", "tta"),
     "detector_input_scale": ("detector", "input_scale"), "detector_self_train": ("detector", "self_train"),
     "detector_self_train_threshold": ("detector", "self_train_threshold"),
-    "detector_self_train_epochs": ("detector", "self_train_epochs"),
+    "detector_self_train_epochs": ("detector", "self_train_epochs"), "detector_freeze": ("detector", "freeze"),
+    "detector_lr": ("detector", "lr"), "detector_batch_size": ("detector", "batch_size"),
     "t_tight": ("separation", "t_tight"), "t_loose": ("separation", "t_loose"), "hole": ("separation", "hole"),
     "hole_dilate": ("separation", "hole_dilate"), "inpainter": ("separation", "inpainter"),
     "refine": ("separation", "refine"), "decontaminate": ("separation", "decontaminate"),
@@ -65,7 +66,8 @@ EXECUTION_ONLY = ("engine", "workers", "ray_address", "detector_device", "max_un
 # before they existed are still reused.
 LATER_OPTIONS: dict[str, Any] = {"min_confidence": 0.0, "detector_tta": False, "detector_input_scale": 1,
                                  "detector_self_train": 0, "detector_self_train_threshold": 0.9,
-                                 "detector_self_train_epochs": 30}
+                                 "detector_self_train_epochs": 30, "detector_freeze": 0, "detector_lr": 3e-3,
+                                 "detector_batch_size": 32}
 MIN_AGREEMENT = 0.7  # tight masks vs the labelled patches (balanced accuracy) below this: the separation failed
 
 
@@ -97,6 +99,9 @@ class PipelineConfig:
         check_range("max_unswapped (a share of the images)", self.max_unswapped, 0.0, 1.0)
         check_range("min_confidence (a confidence)", self.min_confidence, 0.0, 1.0)
         ENGINES.get(self.engine)  # KeyError listing the valid names
+        if self.detector.freeze and not self.detector.weights:
+            raise ValueError(f"detector_freeze={self.detector.freeze} fixes the detector backbone's first stages, but "
+                             "it has no pretrained weights (--detector-weights TAG|FILE): they would stay random")
 
     @classmethod
     def kinds(cls) -> dict[str, Any]:

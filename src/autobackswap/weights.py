@@ -222,7 +222,13 @@ def _looks_like(wf: WeightFile, own: Mapping[str, torch.Tensor], state: Mapping[
 def load_weights(model: nn.Module, path: str | Path, what: str = "weights", target: str = "the model") -> WeightFile:
     """Load the weight file ``path`` into ``model`` strictly (see the module docstring); ``what`` and ``target``
     name the two in messages (``"pretrained weights"``, ``"classifier 'tv:resnet50'"``). Returns what was read."""
-    wf = read_weights(path)
+    return load_weight_file(model, read_weights(path), what, target)
+
+
+def load_weight_file(model: nn.Module, wf: WeightFile, what: str = "weights", target: str = "the model") -> WeightFile:
+    """Load a weight file already read (:func:`read_weights`, or an offline source's converted file) into
+    ``model``, strictly, as :func:`load_weights` does."""
+    path = wf.path
     plan = weight_plan(model)
     own = model.state_dict()
     state = {(k if k in own else plan.aliases.get(k, k)): v for k, v in wf.state.items()}

@@ -76,6 +76,7 @@ class DetectorConfig:
     self_train: int = 0  # self-training rounds on the unlabelled images (0 = off)
     self_train_threshold: float = 0.9  # a pseudo-label is kept where p >= this (fg) or p <= 1 - this (bg)
     self_train_epochs: int = 30  # fine-tuning epochs per self-training round
+    freeze: int = 0  # pretrained tv: / timm: backbones: the stem and this many first stages stay fixed
 
     def __post_init__(self) -> None:
         BACKBONES.get(self.backbone)  # KeyError listing the valid names, before any data is loaded
@@ -98,12 +99,13 @@ class DetectorConfig:
         check_range("detector self_train (rounds)", self.self_train, 0, 100, integer=True)
         check_range("detector self_train_threshold (a probability)", self.self_train_threshold, 0.5, 1.0, open_lo=True)
         check_range("detector self_train_epochs", self.self_train_epochs, 1, 100_000, integer=True)
+        check_range("detector freeze (stages)", self.freeze, 0, 1000, integer=True)
 
 
 # DetectorConfig fields added after the first release -> their default (the "off" value): a cache key leaves
 # them out at that value, so detectors cached before they existed are reused.
 LATER_FIELDS: dict[str, Any] = {"tta": False, "input_scale": 1, "self_train": 0, "self_train_threshold": 0.9,
-                                "self_train_epochs": 30}
+                                "self_train_epochs": 30, "freeze": 0}
 
 
 def config_key(cfg: DetectorConfig) -> dict[str, Any]:
@@ -349,7 +351,7 @@ class Detector:
         runtime.tune(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeding.int_seed(cfg.seed, "detector_init"))
-            model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width)
+            model = create_backbone(cfg.backbone, cfg.grid, cfg.weights, width=cfg.width, freeze=cfg.freeze)
         return model.to(device)
 
     @torch.no_grad()
@@ -420,7 +422,7 @@ class Detector:
             det = cls(**{**payload["config"], "weights": None, "device": device})
             # the tag still sets the normalisation of a torchvision / timm backbone (load=False: nothing is fetched)
             model = create_backbone(det.config.backbone, det.config.grid, payload["config"].get("weights"), load=False,
-                                    width=det.config.width)
+                                    width=det.config.width, freeze=det.config.freeze)
             model.load_state_dict(payload["state_dict"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

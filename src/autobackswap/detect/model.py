@@ -28,7 +28,7 @@ from torch import nn
 from .. import hub
 from ..errors import AutoBackSwapError
 from ..registry import Registry
-from ..weights import KeyPlan, head_keys, load_weights, split_pretrained
+from ..weights import KeyPlan, head_keys, load_weight_file, load_weights, split_pretrained
 from .u2net import build_u2netp
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("detector backbone")
@@ -138,10 +138,15 @@ class FeatureMapDetector(nn.Module):
         return logits[:, 0]
 
     def weight_plan(self) -> KeyPlan:
-        plan = self.reference_plan
-        aliases = {k: f"net.{k}" for k in self.net.state_dict()}
-        aliases.update({k: f"net.{v}" for k, v in plan.aliases.items()})
-        return KeyPlan(aliases, head_keys(self), plan.unused)
+        return feature_plan(self.net, self.reference_plan, head_keys(self))
+
+
+def feature_plan(net: nn.Module, plan: KeyPlan, new: frozenset[str]) -> KeyPlan:
+    """How a full timm state dict maps onto a detector holding timm's ``features_only`` ``net`` at ``net.``; ``new``
+    are the detector's own layers (they start fresh)."""
+    aliases = {k: f"net.{k}" for k in net.state_dict()}
+    aliases.update({k: f"net.{v}" for k, v in plan.aliases.items()})
+    return KeyPlan(aliases, new, plan.unused)
 
 
 def _pooled_mlp(source: str, arch: str, grid: int = 16, pretrained: str | None = None, fetch: bool = True,
@@ -153,7 +158,49 @@ def _pooled_mlp(source: str, arch: str, grid: int = 16, pretrained: str | None =
 def _feature_map(arch: str, grid: int = 16, pretrained: str | None = None, fetch: bool = True,
                  width: int | None = None, **kwargs: Any) -> nn.Module:
     net, channels, config, plan = hub.build_feature_map(arch, pretrained, fetch, **kwargs)
-    return FeatureMapDetector(net, channels, config, plan, grid)
+    return FeatureMapDetector(net, channels[-1], config, plan, grid)
+
+
+def resize_to_grid(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """An NCHW map at G x G: average-pooled when larger, bilinearly enlarged when smaller."""
+    if x.shape[-2:] == (grid, grid):
+        return x
+    if x.shape[-1] >= grid and x.shape[-2] >= grid:
+        return F.adaptive_avg_pool2d(x, grid)
+    return F.interpolate(x, size=(grid, grid), mode="bilinear", align_corners=False)
+
+
+class MultiScaleDetector(nn.Module):
+    """NCHW float [0, 1] -> (N, G, G) logits from the last three maps of a timm ``features_only`` network
+    (strides 8, 16 and 32): each projected to ``width`` channels by a 1x1 convolution and brought to G x G
+    (:func:`resize_to_grid`), summed, then a 3x3 convolution and a 1x1 head. The stride-8 map carries the
+    object's outline at the patch grid (16 x 16 at 128 px), the deeper ones what the object is."""
+
+    def __init__(self, net: nn.Module, channels: list[int], data_config: dict[str, Any], plan: KeyPlan, grid: int,
+                 width: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.normalize = hub.Normalize(data_config["mean"], data_config["std"])
+        self.net = net
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        self.head = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(inplace=True), conv_bn(width, width),
+                                  nn.Conv2d(width, 1, 1))
+        self.data_config = data_config
+        self.reference_plan = plan
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.net(self.normalize(x))
+        fused = sum(resize_to_grid(conv(m), self.grid) for conv, m in zip(self.lateral, maps, strict=True))
+        return self.head(fused)[:, 0]
+
+    def weight_plan(self) -> KeyPlan:
+        return feature_plan(self.net, self.reference_plan, head_keys(self) | head_keys(self, "lateral."))
+
+
+def _multi_scale(arch: str, grid: int = 16, pretrained: str | None = None, fetch: bool = True, width: int = 64,
+                 **kwargs: Any) -> nn.Module:
+    net, channels, config, plan = hub.build_feature_map(arch, pretrained, fetch, out_indices=(-3, -2, -1), **kwargs)
+    return MultiScaleDetector(net, channels, config, plan, grid, width)
 
 
 def _family(source: str) -> Callable[[str], Callable[..., nn.Module]]:
@@ -174,6 +221,12 @@ def _timm_map(arch: str) -> Callable[..., nn.Module]:
     return functools.partial(_feature_map, arch)
 
 
+@BACKBONES.register_family("timm-fpn")
+def _timm_fpn(arch: str) -> Callable[..., nn.Module]:
+    hub.check_arch("timm", arch)
+    return functools.partial(_multi_scale, arch)
+
+
 OWN_WEIGHTS = frozenset({"u2netp"})  # backbones (and families) whose factory reads ``weights`` itself, even to rebuild
 
 
@@ -189,21 +242,39 @@ def _u2netp_sized(size: str) -> Callable[..., nn.Module]:
     return functools.partial(build_u2netp, size=int(size))
 
 
-def create_backbone(name: str, grid: int, weights: str | None = None, *, load: bool = True, **kwargs: Any) -> nn.Module:
-    """Build a registered backbone; ``weights`` is a pretrained tag (torchvision / timm backbones; fetched) or a
-    weight file (loaded strictly). ``load=False`` rebuilds a saved detector: nothing is fetched or read, a tag
-    only sets the normalisation."""
+def create_backbone(name: str, grid: int, weights: str | None = None, *, load: bool = True, freeze: int = 0,
+                    **kwargs: Any) -> nn.Module:
+    """Build a registered backbone; ``weights`` is a pretrained tag (torchvision / timm backbones; read from an
+    installed package when one holds it, :mod:`autobackswap.offline`, else fetched) or a weight file (loaded
+    strictly). ``freeze``: the stem and this many first stages of a torchvision / timm backbone stop training
+    (:func:`~autobackswap.hub.freeze_stages`). ``load=False`` rebuilds a saved detector: nothing is fetched or
+    read, a tag only sets the normalisation."""
     factory = BACKBONES.get(name)
+    family = BACKBONES.family(name)
+    if freeze and family not in hub.SOURCES and family not in ("timm-map", "timm-fpn"):
+        raise AutoBackSwapError(f"detector freeze={freeze}: {name!r} is not a pretrained torchvision or timm backbone "
+                                "(tv:<name>, timm:<name>, timm-map:<name>, timm-fpn:<name>)")
+    if freeze and load and not weights:
+        raise AutoBackSwapError(f"detector freeze={freeze} fixes the backbone's first stages, but it has no pretrained "
+                                "weights (--detector-weights TAG|FILE): they would stay random")
     if name.partition(":")[0] in OWN_WEIGHTS:  # its weights are its architecture too: read them even to rebuild
         return factory(grid=grid, weights=weights, **kwargs)
     tag, file = split_pretrained(weights)
-    if BACKBONES.family(name) is not None:
-        model = factory(grid=grid, pretrained=tag, fetch=load, **kwargs)
-    elif tag:
+    if family is None and tag:
         raise AutoBackSwapError(f"detector weights {tag!r}: a weight tag needs a torchvision or timm backbone "
-                                f"(tv:<name>, timm:<name>, timm-map:<name>); {name!r} is built in, so pass a weight file")
+                                f"(tv:<name>, timm:<name>, timm-map:<name>, timm-fpn:<name>); {name!r} is built in, so "
+                                "pass a weight file")
+    target = f"detector backbone {name!r}"
+    source, _, arch = name.partition(":")
+    held = hub.offline_weights("timm" if source.startswith("timm") else source, arch, tag) if family and load else None
+    if family is not None:
+        model = factory(grid=grid, pretrained=tag, fetch=load and held is None, **kwargs)
     else:
         model = factory(grid=grid, **kwargs)
+    if held is not None:
+        load_weight_file(model, held, "detector weights", target)
     if load and file:
-        load_weights(model, file, "detector weights", f"detector backbone {name!r}")
+        load_weights(model, file, "detector weights", target)
+    if freeze:
+        hub.freeze_stages(model.net, freeze, name)  # type: ignore[arg-type]
     return model

@@ -79,6 +79,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     class_weighted: bool = False  # cross entropy weighted per class by max(count) / count (class_weights)
     grad_clip: float = 0.0  # > 0: clip the gradient norm to this before every step
+    # Pretrained tv: / timm: models: the stem and this many first stages keep their weights and BatchNorm
+    # statistics (hub.freeze_stages); on the CPU the cheapest of the speed levers (docs/results.md, Speed)
+    freeze: int = 0
 
     def __post_init__(self) -> None:
         build_augment(self.augment)  # an unknown name fails here, before any training
@@ -96,6 +99,10 @@ class TrainConfig:
         check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, open_hi=True)
         check_range("grad_clip", self.grad_clip, 0.0, None)
         check_range("momentum", self.momentum, 0.0, None)
+        check_range("freeze (stages)", self.freeze, 0, 1000, integer=True)
+        if self.freeze and not (self.pretrained or self.model_weights):
+            raise ValueError(f"freeze={self.freeze} fixes the first stages' weights, but the model has no pretrained "
+                             "weights (--pretrained TAG|FILE or --model-weights): they would stay random")
 
     def check_files(self) -> None:
         """Before any work: the weight files named (``pretrained``, ``model_weights``) exist and hold a state dict."""
@@ -107,7 +114,7 @@ class TrainConfig:
 # set away from the default, so runs saved before they existed are still reused.
 LATER_TRAIN_FIELDS: dict[str, Any] = {"augment": "", "ema": 0.0, "pretrained": None, "amp": None, "optimizer": "adamw",
                                       "momentum": 0.9, "lr_schedule": "cosine", "label_smoothing": 0.0,
-                                      "class_weighted": False, "grad_clip": 0.0}
+                                      "class_weighted": False, "grad_clip": 0.0, "freeze": 0}
 # Where a run trains is not what it trains: a run finished on a GPU is reused on the CPU and back. (``amp``
 # is a numeric choice, so an explicit --amp / --no-amp enters the key; its default, automatic, does not.)
 EXECUTION_TRAIN_FIELDS = ("device",)
@@ -409,7 +416,7 @@ def prepare_model(model: nn.Module | None, cfg: TrainConfig, num_classes: int, d
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seeding.int_seed(cfg.seed, "classifier_init"))
             model = create_model(cfg.model, num_classes, cfg.model_weights, pretrained=cfg.pretrained, width=cfg.width,
-                                 **cfg.model_kwargs)
+                                 freeze=cfg.freeze, **cfg.model_kwargs)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model.to(device)
 
@@ -446,7 +453,7 @@ def load_classifier(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise NotFittedError(f"{path}: not an autobackswap classifier checkpoint")
     cfg = TrainConfig(**payload["config"])
     model = create_model(cfg.model, payload["num_classes"], None, pretrained=cfg.pretrained, load=False, width=cfg.width,
-                         **cfg.model_kwargs)
+                         freeze=cfg.freeze, **cfg.model_kwargs)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload

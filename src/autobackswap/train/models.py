@@ -23,7 +23,7 @@ from torch import nn
 from .. import hub
 from ..errors import AutoBackSwapError
 from ..registry import Registry
-from ..weights import KeyPlan, load_weights, split_pretrained
+from ..weights import KeyPlan, load_weight_file, load_weights, split_pretrained
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("classifier model")
 
@@ -147,24 +147,36 @@ for _source in hub.SOURCES:
 
 
 def create_model(name: str, num_classes: int, weights: str | None = None, *, pretrained: str | None = None,
-                 load: bool = True, **kwargs: Any) -> nn.Module:
+                 load: bool = True, freeze: int = 0, **kwargs: Any) -> nn.Module:
     """Build a registered model.
 
-    ``pretrained``: a weight tag (torchvision / timm models only; fetched) or a weight file; ``weights``: a weight
-    file loaded after it (``--model-weights``). Files load strictly (:func:`autobackswap.weights.load_weights`).
-    ``load=False`` rebuilds a saved model: nothing is fetched or read, a tag only sets the
+    ``pretrained``: a weight tag (torchvision / timm models only; read from an installed package when one holds
+    it, :mod:`autobackswap.offline`, else fetched) or a weight file; ``weights``: a weight file loaded after it
+    (``--model-weights``). Files load strictly (:func:`autobackswap.weights.load_weights`). ``freeze``: the stem
+    and this many first stages of a torchvision / timm network stop training (:func:`~autobackswap.hub.freeze_stages`),
+    after the weights are in. ``load=False`` rebuilds a saved model: nothing is fetched or read, a tag only sets the
     normalisation."""
     factory = MODELS.get(name)
     tag, file = split_pretrained(pretrained)
-    if MODELS.family(name) is not None:
-        model = factory(num_classes, pretrained=tag, fetch=load, **kwargs)
-    elif tag:
+    family = MODELS.family(name)
+    if family is None and tag:
         raise AutoBackSwapError(f"pretrained {tag!r}: a weight tag needs a torchvision or timm model (tv:<name>, "
                                 f"timm:<name>); {name!r} is built in, so pass a weight file instead")
+    if family is None and freeze:
+        raise AutoBackSwapError(f"freeze={freeze}: {name!r} is built in and trains from scratch; freezing needs a "
+                                "pretrained torchvision or timm model (tv:<name>, timm:<name>)")
+    target = f"classifier {name!r}"
+    held = hub.offline_weights(family, name.partition(":")[2], tag) if family and load else None
+    if family is not None:
+        model = factory(num_classes, pretrained=tag, fetch=load and held is None, **kwargs)
     else:
         model = factory(num_classes, **kwargs)
+    if held is not None:
+        load_weight_file(model, held, "pretrained weights", target)
     if load:
         for path, what in ((file, "pretrained weights"), (weights, "model weights")):
             if path:
-                load_weights(model, path, what, f"classifier {name!r}")
+                load_weights(model, path, what, target)
+    if freeze:
+        hub.freeze_stages(model.net, freeze, name)  # type: ignore[arg-type]
     return model
