@@ -141,13 +141,18 @@ def _make_synthetic_args(p: argparse.ArgumentParser) -> None:
                    help="P(place == y) in train and val (default 1.0: no minority group at all)")
     p.add_argument("--image-size", type=int, default=64, help="side of the square images in px (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator (default 0)")
+    p.add_argument("--difficulty", default="easy",
+                   help="easy (default: shape and colour tell foreground from background) or hard (several shapes per "
+                        "class, textured foregrounds of any hue, backgrounds told apart by texture only, distractor "
+                        "shapes, thin appendages)")
     p.set_defaults(func=_make_synthetic)
 
 
 def _make_synthetic(args: argparse.Namespace) -> int:
     from .data.synthetic import make_synthetic
 
-    out = make_synthetic(args.out, args.n_train, args.n_val, args.n_test, args.correlation, args.image_size, args.seed)
+    out = make_synthetic(args.out, args.n_train, args.n_val, args.n_test, args.correlation, args.image_size, args.seed,
+                         difficulty=args.difficulty)
     print(f"wrote synthetic benchmark to {out}")
     return 0
 
