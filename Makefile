@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
+	$(PY) benchmarks/run.py render --check
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
