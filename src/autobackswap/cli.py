@@ -179,6 +179,8 @@ def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] =
         g.add_argument("--detector-weights", default=None, metavar="TAG|FILE",
                        help="the detector backbone's pretrained weights: a tag (IMAGENET1K_V1; "
                             "tf_efficientnet_lite0.in1k offline) or a file, loaded strictly (default none)")
+        g.add_argument("--detector-width", type=int, default=None,
+                       help="the fcn's base channel width, or a timm-fpn head's channels (default 32)")
         g.add_argument("--detector-lr", type=float, default=None, help="the detector's peak learning rate (default 3e-3)")
         g.add_argument("--detector-batch-size", type=int, default=None, help="the detector's batch size (default 32)")
         g.add_argument("--detector-freeze", type=int, default=None, metavar="N",
