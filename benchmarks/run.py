@@ -55,16 +55,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rendered {page}")
         return 0
     study = STUDIES.get(args.study)
-    why = study.available()
-    if why:
-        print(f"benchmarks/run.py {args.study}: cannot run here: {why}", file=sys.stderr)
-        return 2
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else (study.quick_seeds if args.quick else study.seeds)
     ctx = Context(seeds=seeds, quick=args.quick, out=args.out / study.name)
     command = ".venv/bin/python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    why = study.available(args.quick)
     if args.dry_run:
-        print(f"{study.name}: {study.about}; seeds {seeds}; runs in {ctx.out}; command: {command}")
+        print(f"{study.name}: {study.about}; seeds {seeds}; runs in {ctx.out}; command: {command}"
+              + (f"; cannot run here: {why}" if why else ""))
         return 0
+    if why:
+        print(f"benchmarks/run.py {args.study}: cannot run here: {why}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     measured = study.measure(ctx)

@@ -154,16 +154,23 @@ def make_readonly() -> Iterator[Callable[[Path], Path]]:
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def forget_benchmarks() -> None:
+    """Drop every module imported from ``benchmarks/`` (scripts, ``run``, the ``_studies`` package and its study
+    modules) from ``sys.modules``, so the next import registers the studies afresh."""
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve().is_relative_to(BENCHMARKS):
+            sys.modules.pop(name, None)
+
+
 @pytest.fixture
 def load_benchmark(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], ModuleType]]:
-    """Import a script of ``benchmarks/`` by name (its folder on sys.path, as when it runs); forgotten after the test."""
-    loaded: list[str] = []
+    """Import a module of ``benchmarks/`` by name (its folder on sys.path, as when it runs), e.g. ``run`` or
+    ``_studies.mask_errors``; it and every other module of ``benchmarks/`` are forgotten after the test."""
 
     def load(name: str) -> ModuleType:
         monkeypatch.syspath_prepend(str(BENCHMARKS))
-        loaded.append(name)
         return importlib.import_module(name)
 
     yield load
-    for name in loaded:
-        sys.modules.pop(name, None)
+    forget_benchmarks()

@@ -1,11 +1,9 @@
-"""benchmarks/bench_grid_labels.py: a tiny grid x labels sweep writes one row per cell with the grid and
-budget it ran (read back from each cell's results), the two heat maps, and --iou-only agrees with the
-classifier mode's mask IoU for the same cells (the same detector and separation)."""
+"""benchmarks/_studies/grid_labels.py (study grid-labels): a tiny quick sweep writes one row per grid with a cell
+per label budget and the heat map, and a cell's mask IoU is the one an autobackswap experiment with the same grid
+and budget reports (the same detector and separation)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -13,33 +11,39 @@ from types import ModuleType
 import pytest
 
 from autobackswap.data.synthetic import make_synthetic
+from autobackswap.experiment import ExperimentConfig, run_experiment
+from autobackswap.train.loop import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture
 def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
-    return load_benchmark("bench_grid_labels")
+    return load_benchmark("_studies.grid_labels")
 
 
-def test_tiny_sweep(bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tiny_sweep(bench: ModuleType, load_benchmark: Callable[[str], ModuleType], tmp_path: Path) -> None:
+    studies = load_benchmark("_studies")
     data = tmp_path / "data"
     make_synthetic(data, 60, 30, 40, 1.0, 32, 0)
-    common = ["--data", str(data), "--image-size", "32", "--seeds", "0", "--grids", "4,8", "--labels", "10,20"]
-    monkeypatch.setattr(sys, "argv", ["x", *common, "--epochs", "1", "--options", "detector_epochs=2",
-                                      "--out", str(tmp_path / "wga")])
-    bench.main()
-    rows = json.loads((tmp_path / "wga" / "grid_labels.json").read_text())
-    assert [(r["grid"], r["labels"]) for r in rows] == [(4, 10), (4, 20), (8, 10), (8, 20)]
-    for r in rows:
-        results = json.loads((tmp_path / "wga" / f"g{r['grid']}_n{r['labels']}" / "results.json").read_text())
-        (run,) = next(iter(results["methods"].values()))["runs"]
-        assert run["n_labels"] == r["labels"] and r["wga"] == run["test"]["worst_group_accuracy"]
-        assert 0.0 <= r["iou"] <= 1.0
-    assert (tmp_path / "wga" / "grid_labels.png").stat().st_size > 10_000
-    assert len((tmp_path / "wga" / "grid_labels.md").read_text().splitlines()) == 2 + 4
-    monkeypatch.setattr(sys, "argv", ["x", *common, "--iou-only", "--options", "detector_epochs=2",
-                                      "--out", str(tmp_path / "iou")])
-    bench.main()
-    ious = json.loads((tmp_path / "iou" / "grid_labels.json").read_text())
-    assert [r["iou"] for r in ious] == pytest.approx([r["iou"] for r in rows])
+    study = bench.GridLabels()
+    study.data, study.image_size, study.options = data, 32, "detector_epochs=2"
+    study.quick_grids, study.quick_labels = [4, 8], [10, 20]
+    study.figure = str(tmp_path / "img" / "grid_labels.png")
+    measured = study.measure(studies.Context(seeds=[0], quick=True, out=tmp_path / "iou"))
+    table = measured.tables["main"]
+    assert table.header == ["grid \\ labelled images", "10", "20"]
+    assert [r[0] for r in table.rows] == ["4×4", "8×8"]
+    ious = [[float(c) for c in r[1:]] for r in table.rows]
+    assert all(0.0 <= v <= 1.0 for row in ious for v in row)
+    assert measured.images == [study.figure] and Path(study.figure).stat().st_size > 10_000
+
+    spec = bench.cell_spec(8, 20, "detector_epochs=2")
+    assert spec == "autobackswap:grid=8:label_budget=20:detector_epochs=2"
+    cfg = ExperimentConfig(data=str(data), methods=[spec], seeds=[0], image_size=32, train=TrainConfig(epochs=1),
+                           save_models=False, method_options={"allow_bad_separation": True}, diagnostics=False,
+                           report=False)
+    entry = run_experiment(cfg, tmp_path / "wga")["methods"][spec]
+    (run,) = entry["runs"]
+    assert run["n_labels"] == 20
+    assert ious[1][1] == pytest.approx(entry["mask_iou"], abs=5e-4)  # the table rounds to 3 decimals

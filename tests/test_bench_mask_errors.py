@@ -1,11 +1,9 @@
-"""benchmarks/bench_mask_errors.py: each injected mask error does what its name says, by hand-made masks;
-the mask figures are hand-computed; bad --errors items fail in one line; a tiny end-to-end run writes its
-table and figure and, run again, reads its finished conditions instead of retraining them."""
+"""benchmarks/_studies/mask_errors.py (study mask-errors): each injected mask error does what its name says, by
+hand-made masks; the mask figures are hand-computed; a bad errors item raises one clear error; a tiny quick run
+of the study writes its table and figure and, run again, reads its finished conditions instead of retraining them."""
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -20,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 @pytest.fixture
 def bench(load_benchmark: Callable[[str], ModuleType]) -> ModuleType:
-    return load_benchmark("bench_mask_errors")
+    return load_benchmark("_studies.mask_errors")
 
 
 def squares(n: int = 6, size: int = 32) -> np.ndarray:
@@ -80,29 +78,36 @@ def test_mask_quality_by_hand(bench: ModuleType) -> None:
 @pytest.mark.parametrize("item, message", [("blur:1", "unknown kind 'blur'"), ("erode:x", "must be numbers"),
                                            ("empty:1.5", "fractions in [0, 1]"), ("full", "give strengths")])
 def test_a_bad_errors_item_is_one_line(bench: ModuleType, item: str, message: str) -> None:
-    with pytest.raises(SystemExit, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
         bench.parse_errors([item])
+    assert "\n" not in str(info.value) and repr(item) in str(info.value)
 
 
-def test_tiny_run_writes_the_table_and_figure_and_reuses_finished_conditions(
-        bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tiny_quick_run_writes_the_table_and_figure_and_reuses_finished_conditions(
+        bench: ModuleType, load_benchmark: Callable[[str], ModuleType], tmp_path: Path) -> None:
+    studies = load_benchmark("_studies")
     data = tmp_path / "data"
     make_synthetic(data, 80, 40, 40, 1.0, 32, 0)
+    study = bench.MaskErrors()
+    study.data, study.image_size, study.options = data, 32, "detector_epochs=2"
+    study.quick_errors = ("empty:0.5", "label_noise:0.1")
+    study.figure = str(tmp_path / "img" / "mask_errors.png")
     out = tmp_path / "out"
-    argv = ["bench_mask_errors.py", "--data", str(data), "--image-size", "32", "--seeds", "0", "--epochs", "1",
-            "--errors", "empty:0.5", "label_noise:0.1", "--options", "detector_epochs=2", "--out", str(out)]
-    monkeypatch.setattr(sys, "argv", argv)
-    bench.main()
-    rows = json.loads((out / "mask_errors.json").read_text())
-    assert [(r["kind"], r["strength"]) for r in rows] == [("none", 0.0), ("learned", 0.0), ("empty", 0.5),
-                                                          ("label_noise", 0.1)]
-    empty = rows[2]
-    assert empty["iou"] == pytest.approx(0.5) and empty["rim"] == 0.0  # half the masks empty, the rest exact
-    assert (out / "mask_errors.png").stat().st_size > 10_000
-    assert "| empty | 0.5 | 0.500 |" in (out / "mask_errors.md").read_text()
+    ctx = studies.Context(seeds=[0], quick=True, out=out)
+    measured = study.measure(ctx)
+    table = measured.tables["main"]
+    assert table.header == bench.HEADER
+    assert [r[:2] for r in table.rows] == [["none: ground truth (the oracle)", ""],
+                                          ["none: the learned detector (autobackswap)", ""],
+                                          ["empty", "0.5"], ["label_noise", "0.1"]]
+    assert table.rows[0][2:4] == ["1.000", "0.000"]
+    assert table.rows[2][2:4] == ["0.500", "0.000"]  # half the masks empty, the rest exact
+    assert all(r[-1] == "1" for r in table.rows)  # one seed each
+    assert measured.images == [study.figure] and Path(study.figure).stat().st_size > 10_000
     flipped = (out / "label_noise_0.1" / "masks.csv").read_text().splitlines()
     assert flipped[0] == "info,mask" and len(flipped) == 1 + 80  # a label budget of 200 takes all 80 images
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/results.json")}
-    bench.main()
+    assert len(stamps) == 3  # clean, empty_0.5, label_noise_0.1
+    again = study.measure(ctx)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/results.json")} == stamps
-    assert "| empty | 0.5 | 0.500 | 0.000 |" in capsys.readouterr().out
+    assert again.tables["main"].rows == table.rows

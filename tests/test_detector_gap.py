@@ -7,7 +7,6 @@ Tiny data: 32 px images of a disk, an 8 x 8 grid, a detector of width 8 trained 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -265,16 +264,6 @@ def test_erode_removes_the_edge_band() -> None:
     np.testing.assert_array_equal(erode(alpha, 0), alpha)
     with pytest.raises(ValueError, match=">= 0"):
         erode(alpha, -1)
-
-
-def test_bench_detector_separation_settings_parse_and_check_the_refiner(load_benchmark: Any) -> None:
-    parse_sep = load_benchmark("bench_detector").parse_sep
-    assert parse_sep("default=", "guided") == ("default", 0.5, 0, "guided")
-    assert parse_sep("w=refine:guided_wide,t_tight:0.33,erode:1", "guided") == ("w", 0.33, 1, "guided_wide")
-    with pytest.raises(KeyError, match="guided_wide"):  # the valid names, before any detector is fitted
-        parse_sep("x=refine:crf", "guided")
-    with pytest.raises(SystemExit, match="only t_tight, erode and refine"):
-        parse_sep("x=hole:refined", "guided")
 
 
 def test_pipeline_self_trains_on_the_unlabelled_rest_of_the_train_split(tiny_synthetic: Path, tmp_path: Path) -> None:

@@ -93,8 +93,8 @@ class Study:
     needs: ClassVar[str] = ""  # what the machine must have ("a CUDA GPU"); "" for any machine
     about: ClassVar[str] = ""  # one line: what it measures (benchmarks/run.py list)
 
-    def available(self) -> str | None:
-        """Why this machine cannot run the study (None: it can)."""
+    def available(self, quick: bool = False) -> str | None:
+        """Why this machine cannot run the study, or its reduced run with ``quick`` (None: it can)."""
         return None
 
     def measure(self, ctx: Context) -> Measured:

@@ -1,11 +1,7 @@
 """Mask-error sensitivity: how worst-group accuracy falls as the separation gets worse.
 
-    python benchmarks/bench_mask_errors.py                                       # synthetic, 3 seeds, 10 epochs
-    python benchmarks/bench_mask_errors.py --data tuxbirds --epochs 60 --augment color \\
-        --options bg_shuffle=true --out runs/bench/mask_errors_tux                # TuxBirds seen, the photo options
-
-Starts from the ground-truth masks, injects one kind of error at a few strengths, and trains as the
-oracle does (the same swaps, inpainter and classifier; only the masks differ). The kinds (``--errors``,
+Starts from the ground-truth masks of the train split, injects one kind of error at a few strengths, and trains
+as the oracle does (the same swaps, inpainter and classifier; only the masks differ). The kinds (``errors``,
 ``kind:strength,strength`` items):
 
 * ``erode`` / ``dilate`` by k px: the cut-out loses object, or carries background with it (the rim);
@@ -16,38 +12,36 @@ oracle does (the same swaps, inpainter and classifier; only the masks differ). T
 * ``label_noise``: not the oracle: the learned detector, trained on patch labels of which this fraction
   was flipped (the label sample and budget of the pipeline's defaults).
 
-Each condition's masks are drawn once (``--corruption-seed``) and the classifier trains with every
-``--seeds``. The clean condition trains the oracle and the learned detector (``autobackswap``), whose point
-goes on the same axes. Prints one table row per condition (mean ± std over seeds of WGA and average
-accuracy, the mask IoU against the ground truth, and the share of cut-out pixels that are background in
-the ground truth), and writes ``OUT/mask_errors.png`` and ``OUT/mask_errors.md``. A condition whose
-folder holds a finished ``results.json`` with the same methods, seeds and training settings is read,
-not retrained.
+Each condition's masks are drawn once (``corruption_seed``) and the classifier trains with every seed. The clean
+condition trains the oracle and the learned detector (``autobackswap``), whose point goes on the same axes. The
+table has one row per condition (mean ± std over seeds of WGA and average accuracy, the mask IoU against the
+ground truth, and the share of cut-out pixels that are background in the ground truth); the figure
+(``docs/img/mask_errors_synthetic.png``) plots accuracy against mask IoU and against the rim. A condition whose
+folder holds a finished ``results.json`` with the same settings is read, not retrained.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from _common import run_or_reuse, same_training, synthetic, tuxbirds
 from matplotlib.figure import Figure
 
 from autobackswap.data.grid import grid_to_string, mask_to_grid
 from autobackswap.data.splits import ExperimentData, load_experiment_data
 from autobackswap.detect.labels import patch_labels
-from autobackswap.experiment import ExperimentConfig
-from autobackswap.io import csv_bytes, write_bytes, write_text
+from autobackswap.experiment import ExperimentConfig, run_experiment
+from autobackswap.io import csv_bytes, write_bytes
 from autobackswap.pipeline import PipelineConfig
 from autobackswap.train.loop import TrainConfig
+
+from . import ROOT, Context, Measured, Study, Table, register, seeds_text
+from .synthetic import EPOCHS, SYNTHETIC_CODE, synthetic_data
 
 GRID = 16
 Corruption = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
@@ -122,21 +116,23 @@ CORRUPTIONS: dict[str, Corruption] = {"erode": erode, "dilate": dilate, "drop_fg
 KINDS = (*CORRUPTIONS, "label_noise")
 DEFAULT_ERRORS = ("erode:1,2,4", "dilate:1,2,4", "drop_fg:0.1,0.25,0.5", "add_bg:0.05,0.15", "empty:0.1,0.3",
                   "full:0.1,0.3", "other:0.1,0.3", "label_noise:0.05,0.1,0.2")
+QUICK_ERRORS = ("erode:2", "dilate:1", "drop_fg:0.25", "add_bg:0.05", "empty:0.3", "full:0.3", "other:0.3",
+                "label_noise:0.1")  # one strength per kind
 
 
-def parse_errors(items: list[str]) -> list[tuple[str, float]]:
-    """``kind:s1,s2`` items -> [(kind, strength), ...]; an unknown kind or a bad strength is one line."""
+def parse_errors(items: list[str] | tuple[str, ...]) -> list[tuple[str, float]]:
+    """``kind:s1,s2`` items -> [(kind, strength), ...]; an unknown kind or a bad strength raises a ValueError."""
     out = []
     for item in items:
         kind, _, values = item.partition(":")
         if kind not in KINDS:
-            raise SystemExit(f"--errors {item!r}: unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}")
+            raise ValueError(f"mask error {item!r}: unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}")
         try:
             strengths = [float(v) for v in values.split(",") if v]
         except ValueError:
-            raise SystemExit(f"--errors {item!r}: strengths must be numbers, e.g. {kind}:0.1,0.2") from None
+            raise ValueError(f"mask error {item!r}: strengths must be numbers, e.g. {kind}:0.1,0.2") from None
         if not strengths or any(s < 0 or (kind not in ("erode", "dilate") and s > 1) for s in strengths):
-            raise SystemExit(f"--errors {item!r}: give strengths (px for erode/dilate, else fractions in [0, 1])")
+            raise ValueError(f"mask error {item!r}: give strengths (px for erode/dilate, else fractions in [0, 1])")
         out += [(kind, s) for s in strengths]
     return out
 
@@ -183,59 +179,81 @@ def point(results: dict[str, Any], spec: str, iou: float | None, rim: float | No
             "seeds": len(m["runs"])}
 
 
-def experiment(args: argparse.Namespace, data_dir: Path, methods: list[str], options: dict[str, Any]) -> ExperimentConfig:
-    return ExperimentConfig(data=str(data_dir), methods=methods, seeds=[int(s) for s in args.seeds.split(",")],
-                            image_size=args.image_size, train=TrainConfig(epochs=args.epochs, augment=args.augment),
-                            save_models=False, method_options={"allow_bad_separation": True, **options},
-                            diagnostics=False, report=False)
-
-
 def method_spec(name: str, options: str) -> str:
     return f"{name}:{options}" if options else name
 
 
-def measure(args: argparse.Namespace, data_dir: Path, out: Path) -> list[dict[str, Any]]:
-    """Every condition's row: the clean oracle and learned detector, then each (kind, strength) (trained first)."""
-    data = load_experiment_data(data_dir, args.image_size, out)
+def reuse_or_run(folder: Path, cfg: ExperimentConfig, data: ExperimentData) -> dict[str, Any]:
+    """The results in ``folder`` when a finished experiment there had exactly ``cfg`` (read, not retrained),
+    else run ``cfg`` there on ``data``."""
+    path = folder / "results.json"
+    if path.is_file():
+        results = json.loads(path.read_text())
+        wanted = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+        if results.get("complete") and results.get("config") == wanted:
+            return results
+    return run_experiment(cfg, folder, data=data)
+
+
+@dataclasses.dataclass
+class Settings:
+    """One sweep: the data, the injected errors, the classifier training and the methods' options."""
+
+    data: Path
+    errors: tuple[str, ...]
+    seeds: list[int]
+    epochs: int
+    image_size: int = 64
+    augment: str = ""  # classifier batch augmentations, e.g. color
+    options: str = ""  # method options of the oracle and autobackswap (a spec suffix), e.g. bg_shuffle=true
+    corruption_seed: int = 0
+
+    def experiment(self, methods: list[str], options: dict[str, Any]) -> ExperimentConfig:
+        return ExperimentConfig(data=str(self.data), methods=methods, seeds=self.seeds, image_size=self.image_size,
+                                train=TrainConfig(epochs=self.epochs, augment=self.augment), save_models=False,
+                                method_options={"allow_bad_separation": True, **options}, diagnostics=False,
+                                report=False)
+
+
+def measure_conditions(s: Settings, out: Path) -> list[dict[str, Any]]:
+    """Every condition's row: the clean oracle and learned detector, then each (kind, strength), each condition
+    in its own folder under ``out``."""
+    parse_errors(s.errors)  # a bad item fails before any training
+    data = load_experiment_data(s.data, s.image_size, out)
     truth = data.train.segmentations
-    oracle, learned = method_spec("oracle", args.options), method_spec("autobackswap", args.options)
-    rows = []
-    for kind, strength in parse_errors(args.errors):
+    oracle, learned = method_spec("oracle", s.options), method_spec("autobackswap", s.options)
+    clean = reuse_or_run(out / "clean", s.experiment([oracle, learned], {}), data)
+    rows = [{"kind": "none", "strength": 0.0, **point(clean, oracle, 1.0, 0.0)},
+            {"kind": "learned", "strength": 0.0, **point(clean, learned, None, None)}]
+    for kind, strength in parse_errors(s.errors):
         folder = out / f"{kind}_{strength:g}"
         if kind == "label_noise":
             folder.mkdir(parents=True, exist_ok=True)
-            labels = noisy_labels(data, strength, args.corruption_seed, folder)
-            results = run_or_reuse(folder, experiment(args, data_dir, [learned], {"labels": str(labels)}), data)
+            labels = noisy_labels(data, strength, s.corruption_seed, folder)
+            results = reuse_or_run(folder, s.experiment([learned], {"labels": str(labels)}), data)
             rows.append({"kind": kind, "strength": strength, **point(results, learned, None, None)})
         else:
-            masks = CORRUPTIONS[kind](truth, strength, np.random.default_rng(args.corruption_seed))
+            masks = CORRUPTIONS[kind](truth, strength, np.random.default_rng(s.corruption_seed))
             iou, rim = mask_quality(masks, truth)
-            results = run_or_reuse(folder, experiment(args, data_dir, [oracle], {}), corrupted_data(data, masks))
+            results = reuse_or_run(folder, s.experiment([oracle], {}), corrupted_data(data, masks))
             rows.append({"kind": kind, "strength": strength, **point(results, oracle, iou, rim)})
-        print(table_row(rows[-1]), flush=True)
-    cfg = experiment(args, data_dir, [oracle, learned], {})  # last: --clean-from may name a run still training
-    clean = clean_from(args.clean_from, cfg) if args.clean_from else run_or_reuse(out / "clean", cfg, data)
-    return [{"kind": "none", "strength": 0.0, **point(clean, oracle, 1.0, 0.0)},
-            {"kind": "learned", "strength": 0.0, **point(clean, learned, None, None)}, *rows]
+    return rows
 
 
-def clean_from(run: Path, cfg: ExperimentConfig) -> dict[str, Any]:
-    """The clean points from another finished experiment (its own seeds) with the same methods and training."""
-    results = json.loads((run / "results.json").read_text())
-    if not same_training(results, cfg) or not set(cfg.methods) <= set(results.get("methods", {})):
-        raise SystemExit(f"--clean-from {run}: not a finished run of {', '.join(cfg.methods)} with these training settings")
-    return results
+def condition_name(kind: str) -> str:
+    return {"none": "none: ground truth (the oracle)", "learned": "none: the learned detector (autobackswap)"}.get(
+        kind, kind)
 
 
-def table_row(r: dict[str, Any]) -> str:
+def table_cells(r: dict[str, Any]) -> list[str]:
     rim = "-" if r["rim"] is None else f"{r['rim']:.3f}"
     iou = "-" if r["iou"] is None else f"{r['iou']:.3f}"
-    return (f"| {r['kind']} | {r['strength']:g} | {iou} | {rim} | {r['wga']:.3f} ± {r['wga_std']:.3f} | "
-            f"{r['avg']:.3f} ± {r['avg_std']:.3f} | {r['seeds']} |")
+    strength = "" if r["kind"] in ("none", "learned") else f"{r['strength']:g}"
+    return [condition_name(r["kind"]), strength, iou, rim, f"{r['wga']:.3f} ± {r['wga_std']:.3f}",
+            f"{r['avg']:.3f} ± {r['avg_std']:.3f}", str(r["seeds"])]
 
 
-TABLE_HEAD = ("| error | strength | mask IoU | bg share of cut-out | WGA | average acc. | seeds |\n"
-              "|---|---|---|---|---|---|---|")
+HEADER = ["error", "strength", "mask IoU", "bg share of cut-out", "WGA", "average accuracy", "seeds"]
 
 
 def plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
@@ -264,39 +282,40 @@ def plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="synthetic", help="synthetic, tuxbirds (seen) or a dataset folder")
-    ap.add_argument("--errors", nargs="+", default=list(DEFAULT_ERRORS), help="kind:strength,... items")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--augment", default="", help="classifier batch augmentations, e.g. color")
-    ap.add_argument("--options", default="", help="method options of the oracle and autobackswap, e.g. bg_shuffle=true")
-    ap.add_argument("--corruption-seed", type=int, default=0)
-    ap.add_argument("--clean-from", type=Path, default=None,
-                    help="read the clean oracle and learned points from this finished experiment (its seeds)")
-    ap.add_argument("--out", default="runs/bench/mask_errors")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    parse_errors(args.errors)  # a bad item fails before any training
-    sources = {"synthetic": lambda: synthetic(), "tuxbirds": lambda: tuxbirds(Path("runs/bench/tuxbirds_data"), 1.0, 0,
-                                                                                 args.image_size)["seen"]}
-    data_dir = sources[args.data]() if args.data in sources else Path(args.data)
-    out = Path(args.out).resolve()
-    title = (f"{data_dir}: oracle with injected mask errors, {args.epochs} epochs, seeds {args.seeds}"
-             f"{', --augment ' + args.augment if args.augment else ''}{', ' + args.options if args.options else ''}")
-    print(title + "\n" + TABLE_HEAD, flush=True)
-    rows = measure(args, data_dir, out)
-    write_text(out / "mask_errors.md", "\n".join([title, "", TABLE_HEAD, *map(table_row, rows)]) + "\n")
-    (out / "mask_errors.json").write_text(json.dumps(rows, indent=1))
-    plot(rows, title, out / "mask_errors.png")
-    print("\n".join(map(table_row, rows[:2])))
-    print(f"figure: {out / 'mask_errors.png'}; table: {out / 'mask_errors.md'}")
+@register
+class MaskErrors(Study):
+    name = "mask-errors"
+    title = "When the separator fails: injected mask errors"
+    about = ("the oracle trained on ground-truth masks with one injected error (erode, dilate, patches dropped or "
+             "added, empty / full / another image's masks, flipped patch labels) at a few strengths, on the hard "
+             f"synthetic set, {EPOCHS} epochs: WGA against mask IoU and the rim")
+    seeds = [0, 1]
+    quick_seeds = [0]
+    depends = SYNTHETIC_CODE
+    # What the sweep runs on; a test (or a variant) sets these on an instance. data None: the hard synthetic set.
+    data: Path | None = None
+    image_size = 64
+    options = ""  # method options of the oracle and autobackswap, e.g. "bg_shuffle=true"
+    errors: tuple[str, ...] = DEFAULT_ERRORS
+    quick_errors: tuple[str, ...] = QUICK_ERRORS
+    figure = "docs/img/mask_errors_synthetic.png"  # relative to the repository root, or absolute
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    def measure(self, ctx: Context) -> Measured:
+        data = self.data or synthetic_data("hard", n_train=600 if ctx.quick else 2000, image_size=self.image_size)
+        s = Settings(data=Path(data), errors=self.quick_errors if ctx.quick else self.errors, seeds=ctx.seeds,
+                     epochs=5 if ctx.quick else EPOCHS, image_size=self.image_size, options=self.options)
+        rows = measure_conditions(s, ctx.out.resolve())
+        where = "the hard synthetic set" if self.data is None else Path(data).name
+        setting = (f"{where}, {s.image_size} px, oracle with injected mask errors, {s.epochs} epochs, "
+                   f"{seeds_text(ctx.seeds)}{', ' + s.options if s.options else ''}")
+        figure = ROOT / self.figure
+        plot(rows, setting, figure)
+        table = Table(HEADER, [table_cells(r) for r in rows], setting[0].upper() + setting[1:] + "; test split",
+                      ["bg share of cut-out: the share of the cut-out pixels on ground-truth background (the rim); "
+                       "label_noise trains the learned detector on patch labels of which that fraction was flipped"])
+        image = str(figure.relative_to(ROOT)) if figure.is_relative_to(ROOT) else str(figure)
+        return Measured({"main": table}, images=[image])
