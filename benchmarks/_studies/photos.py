@@ -59,7 +59,7 @@ LEGEND = ("rim: the share of the cut-outs' alpha on ground-truth background; obj
 class PretrainedPhotos(Study):
     name = "photos"
     title = "TuxBirds with pretrained networks"
-    about = ("TuxBirds at 128 px with the photos-cpu recipe (pretrained EfficientNet-Lite0 classifier and detector): "
+    about = ("TuxBirds with the photos-cpu recipe (pretrained EfficientNet-Lite0 classifier and detector): "
              "ERM, autobackswap at 200 and 50 labels and the oracle over three seeds; the baselines, a 4x4 grid, the "
              "fcn detector and group-balanced ERM on one")
     seeds = [0, 1, 2]
@@ -105,7 +105,7 @@ class PretrainedPhotos(Study):
                 entry = balanced["methods"]["erm"]
                 rows.append(row("ERM on group-balanced TuxBirds (the classifier's ceiling)", entry, split,
                                 ",".join(str(r["seed"]) for r in entry["runs"])))
-            tables[setting] = Table(HEADER, rows, f"TuxBirds `{setting}`, 128 px, photos-cpu recipe; the first rows "
+            tables[setting] = Table(HEADER, rows, f"TuxBirds `{setting}`, {size} px, photos-cpu recipe; the first rows "
                                                   f"{seeds_text(ctx.seeds)}, the rest as their seeds say", [LEGEND])
         tables["targets"] = self.targets(results, ctx.seeds)
         return Measured(tables)
