@@ -75,7 +75,7 @@ class PhotoDemo(Study):
         args = ["demo", "--photos"] + (["--n-train", "600", "--epochs", "2"] if ctx.quick else [])
         results, seconds = run_cli(args, ctx.out / "run")
         header = ["method", "WGA", "average accuracy", "mask IoU", "bg_gap"]
-        caption = ("TuxBirds, train and val correlation 1.0, 2000 / 400 / 800 images at 128 px, the photos-cpu recipe "
+        caption = ("TuxBirds, train and val correlation 1.0, 2000 / 400 / 800 images at 96 px, the photos-cpu recipe "
                    "(pretrained EfficientNet-Lite0 classifier and detector); test split {}")
         tables = {"seen": Table(header, demo_rows(results), caption.format("`seen`")),
                   "unseen": Table(header, demo_rows(results, "test:unseen"), caption.format("`unseen`"))}

@@ -43,7 +43,9 @@ Texture = Callable[[np.random.Generator, int], np.ndarray]  # -> HW float32 in [
 LAND_HUES = (18.0, 72.0)  # OpenCV hue units (0-180): yellow-green to green
 WATER_HUES = (95.0, 122.0)  # cyan-blue to blue
 FG_HUES = ((140.0, 180.0), (0.0, 12.0))  # magenta, red, orange: disjoint from both families
-SHARED_HUES = (18.0, 122.0)  # hard backgrounds: either family anywhere from yellow-green to blue
+# hard backgrounds: each family's hues reach far into the other's (the families overlap from 70 to 95), so colour
+# alone does not tell them apart; their textures do
+OVERLAP_HUES = {0: (18.0, 95.0), 1: (70.0, 122.0)}
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Difficulty:
     shapes: int = 1  # shapes per class (1-3): round ellipse / rounded square / lens, pointed triangle / star / chevron
     fg_texture: float = 0.0  # contrast of a stripe / dot / checker texture inside the foreground (0 = plain shading)
     fg_any_hue: bool = False  # foreground hues drawn from the whole circle, backgrounds' included
-    bg_overlap: bool = False  # both background families draw their hue from SHARED_HUES (texture tells them apart)
+    bg_overlap: bool = False  # the background families draw their hues from OVERLAP_HUES (texture tells them apart)
     distractors: int = 0  # up to this many small shapes of a random class in the background (not foreground)
     appendages: int = 0  # up to this many thin (1-2 px) strokes attached to the foreground, part of its mask
 
@@ -70,8 +72,8 @@ class Difficulty:
 
 LEVELS: Registry[Difficulty] = Registry("synthetic difficulty")
 LEVELS.register("easy")(Difficulty())
-LEVELS.register("hard")(Difficulty(shapes=3, fg_texture=0.5, fg_any_hue=True, bg_overlap=True, distractors=3,
-                                   appendages=3))
+LEVELS.register("hard")(Difficulty(shapes=2, fg_texture=0.35, fg_any_hue=True, bg_overlap=True, distractors=2,
+                                   appendages=2))
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -148,7 +150,7 @@ FAMILIES: dict[int, tuple[tuple[float, float], list[Texture]]] = {
 def render_background(rng: np.random.Generator, place: int, size: int, level: Difficulty = Difficulty()) -> np.ndarray:
     """A background of family ``place``: HWC uint8 RGB."""
     hues, textures = FAMILIES[place]
-    hues = SHARED_HUES if level.bg_overlap else hues
+    hues = OVERLAP_HUES[place] if level.bg_overlap else hues
     texture = textures[int(rng.integers(len(textures)))](rng, size)
     hue = rng.uniform(*hues) + 4.0 * (_smooth_noise(rng, size, 3) - 0.5)
     sat = np.full((size, size), rng.uniform(0.45, 0.85), np.float32)
