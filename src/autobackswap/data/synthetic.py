@@ -9,11 +9,13 @@
 * ``segmentations/`` holds the ground-truth foreground masks (anti-aliased, > 127 = foreground).
 
 **Difficulty** (``difficulty``, :data:`LEVELS`): ``easy`` (the default, above) is separable by colour and its
-shapes are single templates, so every method that separates at all gets it right. ``hard`` turns on each knob of
-:class:`Difficulty`: several shapes per class (round: ellipse, rounded square, lens; pointed: triangle, star,
-chevron), foregrounds in any hue with a texture of their own, backgrounds whose hue ranges overlap (the families
-differ by texture only), small distractor shapes of either class in the background, and thin appendages that a
-patch mask loses or carries background around. An ``easy`` set is byte for byte what the generator wrote before
+shapes are single templates, so every method that separates at all gets it right. ``hard`` turns on the knobs of
+:class:`Difficulty` that keep the task learnable: several shapes per class (round: ellipse, rounded square, lens;
+pointed: triangle, star, chevron), foregrounds with a texture of their own, backgrounds whose hue ranges overlap
+(colour alone does not tell the families apart; texture does), small distractor shapes of either class in the
+background, and thin appendages that a patch mask loses or carries background around. (Foregrounds of any hue,
+``fg_any_hue``, made the shapes unlearnable for the small classifier in 10 epochs: the oracle's WGA fell to
+0.47.) An ``easy`` set is byte for byte what the generator wrote before
 the knob existed.
 
 Everything is drawn from one ``np.random.Generator`` seeded by ``seed``: the same seed gives the
@@ -72,8 +74,7 @@ class Difficulty:
 
 LEVELS: Registry[Difficulty] = Registry("synthetic difficulty")
 LEVELS.register("easy")(Difficulty())
-LEVELS.register("hard")(Difficulty(shapes=2, fg_texture=0.35, fg_any_hue=True, bg_overlap=True, distractors=2,
-                                   appendages=2))
+LEVELS.register("hard")(Difficulty(shapes=3, fg_texture=0.35, bg_overlap=True, distractors=3, appendages=3))
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
