@@ -200,7 +200,7 @@ def add_method_option_args(p: argparse.ArgumentParser, sections: Sequence[str] =
                        help="inpainting hole: grid (the loose patches, the reference; default) or refined (the refiner's "
                             "mask at the loose threshold, following the object's edges)")
         g.add_argument("--hole-dilate", type=int, default=None, help="px the inpainting hole grows by (default 1)")
-        g.add_argument("--inpainter", default=None, help="inpainter from the registry (default mean, chosen by benchmarks/bench_inpainters.py on TuxBirds)")
+        g.add_argument("--inpainter", default=None, help="inpainter from the registry (default mean, chosen on TuxBirds by the inpainters study, benchmarks/run.py inpainters)")
         g.add_argument("--refine", default=None, help="mask refinement from the registry (default guided)")
         g.add_argument("--max-unswapped", type=float, default=None,
                        help="health check: stop when more than this share of images would train unswapped (default 0.25)")

@@ -53,7 +53,7 @@ class AssistConfig:
     # detector (width 32, 100 epochs, copy-paste, no early stopping) that `experiment` trains. The former small
     # detector (width 16, 40 epochs, early stopping after 15 epochs without a gain, no copy-paste) stopped at
     # epoch 20 (best epoch 5) on 20 labels, whose hold-out is 4 images, and predicted a uniform grey grid.
-    # bench_label_effort.py measures these settings (docs/results.md, "Label efficiency").
+    # The label-effort study (benchmarks/run.py label-effort) measures these settings.
     detector_params: dict[str, Any] = field(default_factory=dict)
     threshold: float = 0.5  # suggestion: p_fg >= threshold
     separation: str | Path | None = None  # a separation folder: "label next" = its least confident images first

@@ -274,7 +274,7 @@ def separate_items(out_dir: str | Path, cfg: SeparationConfig, kind: str, indice
         else:
             alpha, hole = masks_from_segmentation(np.ascontiguousarray(masks[k]))
         fg, bg, status = separate_one(image, alpha, hole, cfg, inpaint, seeding.rng(cfg.seed, "separation", i))
-        # no fsync per file: every resume decodes these files and redoes a damaged one (bench_durability.py)
+        # no fsync per file: every resume decodes these files and redoes a damaged one (study: run.py durability)
         write_png(out / "bg" / f"{i:06d}.png", bg, durable=False)
         write_png(out / "fg" / f"{i:06d}.png", fg, durable=False)  # written last: its existence marks the image done
         statuses.append(status)

@@ -42,7 +42,7 @@ STATUSES = ("ok", "no_fg", "all_fg")
 class SeparationConfig:
     t_tight: float = 0.5  # tight foreground: p_bg < t_tight
     t_loose: float = 0.9  # inpainting hole: p_bg < t_loose
-    inpainter: str = "mean"  # chosen on TuxBirds by benchmarks/bench_inpainters.py (docs/results.md, Inpainters)
+    inpainter: str = "mean"  # chosen on TuxBirds by the inpainters study (benchmarks/run.py inpainters)
     refine: str = "guided"
     hole_dilate: int = 1  # px added around the hole
     hole: str = "grid"  # how the hole is drawn from the grid (masks.HOLES): grid (the reference) or refined
