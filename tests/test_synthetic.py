@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from conftest import TINY_SYNTHETIC
 from PIL import Image
 
 from autobackswap.data.layout import read_dataset
-from autobackswap.data.synthetic import group_plan, make_synthetic
+from autobackswap.data.synthetic import LEVELS, group_plan, make_synthetic
 
 
 def all_files(root: Path) -> dict[str, bytes]:
@@ -130,3 +131,56 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict[str, float], match: str) -> 
     with pytest.raises(ValueError, match=match):
         make_synthetic(tmp_path / "x", n_train=4, n_val=4, n_test=4, **kwargs)  # type: ignore[arg-type]
     assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_hard_level_is_deterministic_and_recorded(tmp_path: Path) -> None:
+    kw = {**TINY_SYNTHETIC, "difficulty": "hard"}
+    first, second = make_synthetic(tmp_path / "a", **kw), make_synthetic(tmp_path / "b", **kw)
+    assert all_files(first) == all_files(second)
+    easy = all_files(make_synthetic(tmp_path / "easy", **TINY_SYNTHETIC))
+    assert all_files(first)["metadata.csv"] == easy["metadata.csv"]  # the same group plan, other pictures
+    assert any(all_files(first)[k] != v for k, v in easy.items() if k.startswith("images/"))
+    config = json.loads((first / "config.json").read_text())
+    assert config["difficulty"] == {"level": "hard", **asdict(LEVELS.get("hard"))}
+    assert "difficulty" not in json.loads((tmp_path / "easy" / "config.json").read_text())
+
+
+def test_hard_backgrounds_are_not_told_apart_by_colour(tmp_path: Path) -> None:
+    """On the hard level the background hues of land and water overlap: a hue threshold does not separate the
+    places (on the easy level one does, perfectly)."""
+
+    def best_threshold_accuracy(root: Path) -> float:
+        ds = read_dataset(root)
+        hues, places = [], []
+        for r in ds.records:
+            hsv = cv2.cvtColor(np.asarray(Image.open(r.path).convert("RGB")), cv2.COLOR_RGB2HSV)
+            bg = np.asarray(Image.open(ds.segmentation_path(r))) < 16
+            hues.append(float(np.median(hsv[..., 0][bg])))
+            places.append(r.place)
+        h, p = np.array(hues), np.array(places)
+        return max(max(np.mean((h > t) == p), np.mean((h <= t) == p)) for t in np.unique(h))
+
+    kw = {**TINY_SYNTHETIC, "seed": 3}
+    assert best_threshold_accuracy(make_synthetic(tmp_path / "easy", **kw)) == 1.0
+    assert best_threshold_accuracy(make_synthetic(tmp_path / "hard", **kw, difficulty="hard")) < 0.9
+
+
+def test_hard_level_draws_several_shapes_and_distractors(tmp_path: Path) -> None:
+    """Several shapes a class (the foreground masks of one class are not one template) and distractor shapes in
+    the background (pixels of foreground colour outside the mask)."""
+    root = make_synthetic(tmp_path / "hard", **{**TINY_SYNTHETIC, "difficulty": "hard"})
+    ds = read_dataset(root)
+    fills: dict[int, list[float]] = {0: [], 1: []}
+    for r in ds.records:
+        mask = np.asarray(Image.open(ds.segmentation_path(r)))
+        big = cv2.resize(mask, (128, 128), interpolation=cv2.INTER_LINEAR)
+        contours, _ = cv2.findContours((big > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        contour = max(contours, key=cv2.contourArea)
+        fills[r.y].append(cv2.contourArea(contour) / cv2.contourArea(cv2.convexHull(contour)))
+    assert min(np.std(fills[0]), np.std(fills[1])) > 0.02  # solidity varies within a class: several shapes
+
+
+def test_unknown_level_names_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match="unknown synthetic difficulty 'medium'; valid names: easy, hard"):
+        make_synthetic(tmp_path / "x", **{**TINY_SYNTHETIC, "difficulty": "medium"})
+    assert not (tmp_path / "x").exists()

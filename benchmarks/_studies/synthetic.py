@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from autobackswap.data.synthetic import make_synthetic
+from autobackswap.data.synthetic import LEVELS, make_synthetic
 from autobackswap.experiment import ExperimentConfig
 from autobackswap.train.loop import TrainConfig
 
@@ -20,10 +21,14 @@ SYNTHETIC_CODE = (*METHOD_CODE, "src/autobackswap/data/synthetic.py")
 
 def synthetic_data(level: str = "hard", n_train: int = 2000, n_val: int = 400, n_test: int = 800,
                    image_size: int = 64, seed: int = 0, correlation: float = 1.0, root: Path = DATA_ROOT) -> Path:
-    """The synthetic set at ``level``, generated once under ``root`` and reused while its settings match."""
+    """The synthetic set at ``level``, generated once under ``root`` and reused while its settings (the level's
+    knobs included) match."""
     out = root / f"{level}_n{n_train}_s{image_size}_c{correlation}_seed{seed}"
     cfg = out / "config.json"
-    if not cfg.is_file() or json.loads(cfg.read_text()).get("n_test") != n_test:
+    have = json.loads(cfg.read_text()) if cfg.is_file() else {}
+    knobs = LEVELS.get(level)
+    want = None if knobs.easy else {"level": level, **dataclasses.asdict(knobs)}  # as make_synthetic writes it
+    if have.get("n_test") != n_test or have.get("difficulty") != want:
         make_synthetic(out, n_train, n_val, n_test, correlation, image_size, seed, difficulty=level)
     return out
 
