@@ -35,12 +35,14 @@ def synthetic_data(level: str = "hard", n_train: int = 2000, n_val: int = 400, n
 
 METHODS = ["erm", "erm_aug", "random_paste", "autobackswap", "oracle"]
 EPOCHS = 20
+CONVERGED = 0.75  # validation accuracy a seed must reach (chance: 0.5)
 
 
 def converged(entry: dict[str, Any]) -> list[int]:
-    """Seeds whose classifier did not learn its training data: validation accuracy (in distribution, no minority
-    group) below 0.9 at the epoch kept."""
-    return [r["seed"] for r in entry.get("runs", []) if r.get("val", {}).get("average_accuracy", 1.0) < 0.9]
+    """Seeds whose classifier did not learn its training distribution: validation accuracy (in distribution, no
+    minority group; chance is 0.5) below 0.75 at the epoch kept. The seed the easy set lost stayed near chance for
+    every method; random_paste, whose composites put a foreground on another image, keeps about 0.88 here."""
+    return [r["seed"] for r in entry.get("runs", []) if r.get("val", {}).get("average_accuracy", 1.0) < CONVERGED]
 
 
 @register
@@ -71,8 +73,8 @@ class Synthetic(Study):
         se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
         notes = [f"oracle - autobackswap, paired by seed: {diff.mean():+.3f} ± {se:.3f} (standard error)"]
         stuck = {k: converged(m[k]) for k in METHODS if converged(m[k])}
-        notes.append("every seed of every method converged (validation accuracy ≥ 0.9)" if not stuck else
-                     "did not converge (validation accuracy < 0.9): " + "; ".join(f"{k} seeds {v}" for k, v in stuck.items()))
+        notes.append(f"every seed of every method converged (validation accuracy ≥ {CONVERGED})" if not stuck else
+                     f"did not converge (validation accuracy < {CONVERGED}): " + "; ".join(f"{k} seeds {v}" for k, v in stuck.items()))
         table = Table(["method", "WGA", "per seed", "average accuracy", "mask IoU", "bg_gap"], rows,
                       f"Synthetic, hard level, train and val correlation 1.0, 2000 / 400 / 800 images at 64 px, "
                       f"{epochs} epochs, {seeds_text(ctx.seeds)}; test split", notes)
