@@ -112,7 +112,7 @@ def test_a_bad_recipe_is_one_error_naming_the_file_and_the_key(tmp_path: Path, t
 
 
 def test_an_unknown_recipe_name_or_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(AutoBackSwapError, match=r"^unknown recipe 'waterbirds'; named recipes: cpu-small, photos-cpu, waterbirds-paper"):
+    with pytest.raises(AutoBackSwapError, match=r"^unknown recipe 'waterbirds'; named recipes: cpu-small, demo, photos-cpu, waterbirds-paper"):
         load_recipe("waterbirds")
     with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'nope.toml'}: recipe file not found")):
         load_recipe(tmp_path / "nope.toml")
@@ -203,10 +203,34 @@ def test_cli_bad_recipe_is_one_line(tiny_synthetic: Path, tmp_path: Path, capsys
         assert f"error: {bad}: unknown key 'epoch' in [train]" in err
     code = main(["train", str(tiny_synthetic), "--out", str(tmp_path / "t"), "--recipe", "nope"])
     err = capsys.readouterr().err
-    assert code == 2 and "error: unknown recipe 'nope'; named recipes: cpu-small, photos-cpu, waterbirds-paper" in err
+    assert code == 2 and "error: unknown recipe 'nope'; named recipes: cpu-small, demo, photos-cpu, waterbirds-paper" in err
 
 
 def test_experiment_config_knows_every_experiment_key() -> None:
     assert {"image_size", "methods", "seeds", "drop_minority", "eval_crop"} <= set(section_kinds()["experiment"])
     assert not {"data", "train", "method_options", "recipe"} & set(section_kinds()["experiment"])
     assert ExperimentConfig("x").recipe == {}
+
+
+def test_the_demo_recipe_is_the_defaults_but_two_settings() -> None:
+    """`demo` differs from the library defaults in exactly the classifier's width and the detector's epochs."""
+    plain, demo = resolve("DATA"), resolve("DATA", load_recipe("demo"), runs=["autobackswap"])
+    train = {k for k, v in asdict(demo.train).items() if asdict(plain.train)[k] != v}
+    assert train == {"width"} and demo.train.width == 16
+    pipe, default = PipelineConfig.from_options(demo.method_options).flat(), PipelineConfig().flat()
+    assert {k for k, v in pipe.items() if default[k] != v} == {"detector_epochs"} and pipe["detector_epochs"] == 25
+
+
+def test_demo_takes_the_demo_recipe_and_a_named_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[ExperimentConfig] = []
+
+    def fake_run(out: Path, settings: ExperimentConfig, n_train: int) -> None:
+        seen.append(settings)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("autobackswap.demo.run_demo", fake_run)
+    for extra in ([], ["--recipe", "cpu-small"], ["--epochs", "3"]):
+        with pytest.raises(SystemExit):
+            main(["demo", "--out", str(tmp_path / "d"), *extra])
+    assert [s.recipe["name"] for s in seen] == ["demo", "cpu-small", "demo"]
+    assert [(s.train.width, s.train.epochs) for s in seen] == [(16, 10), (24, 10), (16, 3)]

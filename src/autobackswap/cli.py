@@ -103,9 +103,10 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
                         "trains and the detector trains and predicts")
 
 
-def add_recipe_arg(p: argparse.ArgumentParser) -> None:
+def add_recipe_arg(p: argparse.ArgumentParser, default: str = "none: the library defaults") -> None:
     p.add_argument("--recipe", default=None, metavar="NAME|FILE",
-                   help="settings from a recipe: waterbirds-paper, cpu-small or a .toml file; flags given override it")
+                   help="settings from a recipe (cpu-small, demo, photos-cpu, waterbirds-paper) or a .toml file; "
+                        f"flags given override it (default {default})")
 
 
 def settings(args: argparse.Namespace, data: Any, experiment: dict[str, Any] | None = None,
@@ -482,26 +483,27 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
                    help="TuxBirds (real photos, built offline) with the pretrained EfficientNet-Lite0 recipe photos-cpu, "
                         "scored on both test settings (seen, unseen), instead of the synthetic set")
     p.add_argument("--n-train", type=int, default=2000, help="training images of the data set (default 2000)")
-    p.add_argument("--epochs", type=int, default=None, help="classifier training epochs (default 10)")
-    p.add_argument("--image-size", type=int, default=None, help="working size in px (default 64)")
+    p.add_argument("--epochs", type=int, default=None, help="classifier training epochs (default: the recipe's)")
+    p.add_argument("--image-size", type=int, default=None, help="working size in px (default: the recipe's)")
     p.add_argument("--seeds", type=csv_ints, default=None, help="comma-separated training seeds (default 0)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on for CUDA, off on the CPU)")
     add_device_arg(p)
-    add_recipe_arg(p)
+    add_recipe_arg(p, "demo: the defaults with a narrower classifier and a shorter detector fit; with --photos "
+                      "photos-cpu")
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import DEMO_METHODS, PHOTO_RECIPE, run_demo, run_photo_demo
+    from .data.synthetic import check_counts
+    from .demo import DEMO_METHODS, DEMO_RECIPE, PHOTO_RECIPE, run_demo, run_photo_demo
+    from .io import check_writable_dir
 
-    if args.photos:
-        args.out = args.out or Path("runs/demo-photos")
-        args.recipe = args.recipe or PHOTO_RECIPE
-        results = run_photo_demo(args.out, settings(args, "", runs=DEMO_METHODS), n_train=args.n_train)
-    else:
-        args.out = args.out or Path("runs/demo")
-        results = run_demo(args.out, n_train=args.n_train, settings=settings(args, "", runs=DEMO_METHODS))
+    check_counts(args.n_train, 400, 800, 0)  # the demos' val and test counts; before the recipe line is printed
+    args.out = check_writable_dir(args.out or Path("runs/demo-photos" if args.photos else "runs/demo"))
+    args.recipe = args.recipe or (PHOTO_RECIPE if args.photos else DEMO_RECIPE)
+    run = run_photo_demo if args.photos else run_demo
+    results = run(args.out, settings(args, "", runs=DEMO_METHODS), n_train=args.n_train)
     print_results(results, args.out)
     abs_run = results["methods"]["autobackswap"]["runs"][0]
     print(f"autobackswap mask IoU vs ground truth: {abs_run.get('mask_iou', float('nan')):.3f}; "
