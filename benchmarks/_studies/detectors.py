@@ -65,7 +65,7 @@ class Detectors(Study):
     depends = (*PHOTO_CODE, "src/autobackswap/recipes/photos-cpu.toml")
 
     def measure(self, ctx: Context) -> Measured:
-        cfg = resolve("", load_recipe("photos-cpu"))
+        cfg = resolve("", load_recipe("photos-cpu"), runs=["autobackswap"])  # the pipeline options of a method that has them
         size = cfg.image_size
         pipe = PipelineConfig.from_options(cfg.method_options)
         recipe_detector = {k: v for k, v in asdict(pipe.detector).items()

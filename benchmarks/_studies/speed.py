@@ -178,7 +178,7 @@ def epoch_rows(label: str, n: int, times: dict[str, tuple[float, float]]) -> lis
 
 
 def recipe_epochs(recipe: str, size: int | None, rounds: int) -> tuple[list[list[str]], dict[str, float]]:
-    cfg = resolve("", load_recipe(recipe))
+    cfg = resolve("", load_recipe(recipe), runs=["autobackswap"])  # with the pipeline options
     size = size or cfg.image_size
     data_dir = tuxbirds(1.0, size)["seen"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,7 +215,7 @@ class Speed(Study):
     def measure(self, ctx: Context) -> Measured:
         rounds = 3 if ctx.quick else 8
         levers = training_levers(128, 64, rounds, compile_=not ctx.quick)
-        recipe = resolve("", load_recipe("photos-cpu"))
+        recipe = resolve("", load_recipe("photos-cpu"), runs=["autobackswap"])
         pipe = PipelineConfig.from_options(recipe.method_options)
         with tempfile.TemporaryDirectory() as tmp:
             images = load_experiment_data(tuxbirds(1.0, 128)["seen"], 128, tmp).train.images[:256]
