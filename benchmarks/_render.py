@@ -78,7 +78,7 @@ def render_figure(key: str) -> str:
         raise Missing(f"{study}/{table}: docs/results/{study}.json has no table {table!r} "
                       f"(it has {', '.join(record['tables']) or 'none'})")
     t = record["tables"][table]
-    parts = [f"*{t['caption']}*\n" if t.get("caption") else "", markdown_table(t["header"], t["rows"])]
+    parts = [f"*{t['caption']}*\n\n" if t.get("caption") else "", markdown_table(t["header"], t["rows"])]
     notes = "".join(f"\n* {n}" for n in t.get("notes") or [])
     return "".join(parts) + ("\n" + notes if notes else "") + "\n\n" + provenance(record) + stale_line(record) + "\n"
 
