@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from autobackswap.data.photo import make_photo_benchmark
+from autobackswap.errors import AutoBackSwapError
 from autobackswap.experiment import ExperimentConfig
 from autobackswap.recipes import load_recipe
 from autobackswap.settings import resolve
@@ -50,6 +52,10 @@ def wga_values(entry: dict[str, Any], split: str) -> np.ndarray:
     return np.array([r[split]["worst_group_accuracy"] for r in entry.get("runs", []) if split in r])
 
 
+def wga_by_seed(entry: dict[str, Any], split: str) -> dict[int, float]:
+    return {r["seed"]: r[split]["worst_group_accuracy"] for r in entry.get("runs", []) if split in r}
+
+
 HEADER = ["method", "seeds", "WGA", "average accuracy", "mask IoU", "rim", "object kept"]
 LEGEND = ("rim: the share of the cut-outs' alpha on ground-truth background; object kept: the share of the "
           "ground-truth bird the cut-outs cover.")
@@ -81,8 +87,14 @@ class PretrainedPhotos(Study):
         }
         if ctx.quick:
             parts = {"main": (main_methods, one)}
-        results = {name: ctx.experiment(name, recipe_config(self.recipe, data, methods, seeds))
-                   for name, (methods, seeds) in parts.items()}
+        results: dict[str, dict[str, Any]] = {}
+        failed: dict[str, dict[int, str]] = {}
+        for name, (methods, seeds) in parts.items():
+            done, failed[name] = experiment_by_seed(ctx, name, lambda s, m=methods: recipe_config(self.recipe, data, m, s),
+                                                   seeds)
+            if done is not None:
+                results[name] = done
+        failures = [f"{name}, seed {seed}: {why}" for name, by_seed in failed.items() for seed, why in by_seed.items()]
         balanced = None
         if not ctx.quick:
             bdata = tuxbirds(0.5, size)
@@ -106,11 +118,12 @@ class PretrainedPhotos(Study):
                 rows.append(row("ERM on group-balanced TuxBirds (the classifier's ceiling)", entry, split,
                                 ",".join(str(r["seed"]) for r in entry["runs"])))
             tables[setting] = Table(HEADER, rows, f"TuxBirds `{setting}`, {size} px, photos-cpu recipe; the first rows "
-                                                  f"{seeds_text(ctx.seeds)}, the rest as their seeds say", [LEGEND])
-        tables["targets"] = self.targets(results, ctx.seeds)
+                                                  f"{seeds_text(ctx.seeds)}, the rest as their seeds say",
+                                    [LEGEND, *(f"failed its health check, not trained: {f}" for f in failures)])
+        tables["targets"] = self.targets(results, ctx.seeds, failed)
         return Measured(tables)
 
-    def targets(self, results: dict[str, dict[str, Any]], seeds: list[int]) -> Table:
+    def targets(self, results: dict[str, dict[str, Any]], seeds: list[int], failed: dict[str, dict[int, str]]) -> Table:
         main = results["main"]["methods"]
         rows = []
         for setting, split in SPLITS.items():
@@ -123,12 +136,36 @@ class PretrainedPhotos(Study):
             rows.append([f"autobackswap ≥ ERM + 0.30 ({setting})", f"{abs_.mean() - erm.mean():+.3f}",
                          yes(abs_.mean() - erm.mean() >= 0.30)])
             if "labels50" in results:
-                fifty = wga_values(results["labels50"]["methods"]["autobackswap:label_budget=50"], split)
-                r50 = fifty.mean() / abs_.mean() if abs_.mean() > 0 else float("nan")
-                rows.append([f"50 labels ≥ 0.96 × 200 labels ({setting})", f"{r50:.3f} ×", yes(r50 >= 0.96)])
+                fifty = wga_by_seed(results["labels50"]["methods"]["autobackswap:label_budget=50"], split)
+                full = wga_by_seed(main["autobackswap"], split)  # the same seeds, paired
+                base = float(np.mean([full[k] for k in fifty]))
+                r50 = float(np.mean(list(fifty.values()))) / base if base > 0 else float("nan")
+                lost = sorted(failed.get("labels50", {}))
+                shown = f"{r50:.3f} ×" + (f" (seed {', '.join(map(str, lost))}: the separation failed its health check; "
+                                          f"counted as not met)" if lost else "")
+                rows.append([f"50 labels ≥ 0.96 × 200 labels ({setting})", shown, yes(r50 >= 0.96 and not lost)])
         iou = main["autobackswap"].get("mask_iou")
         rows.append(["mask IoU of the pretrained detector ≥ 0.85", fmt(iou), yes(iou is not None and iou >= 0.85)])
         return Table(["target", "measured", "met"], rows, f"The targets, {seeds_text(seeds)} (means)")
+
+
+def experiment_by_seed(ctx: Context, name: str, make: Callable[[list[int]], ExperimentConfig],
+                       seeds: list[int]) -> tuple[dict[str, Any] | None, dict[int, str]]:
+    """The part ``name`` on ``seeds`` (finished runs reused). When a run fails one of the library's checks (the
+    separation's health check: a detector that finds no bird, or only birds), each seed runs alone: the failing ones
+    are left out with their one-line reason, and the part is the seeds that ran (None when none did)."""
+    try:
+        return ctx.experiment(name, make(seeds)), {}
+    except AutoBackSwapError:
+        pass
+    failed = {}
+    for seed in seeds:
+        try:
+            ctx.experiment(name, make([seed]))
+        except AutoBackSwapError as exc:
+            failed[seed] = str(exc)
+    ok = [s for s in seeds if s not in failed]
+    return (ctx.experiment(name, make(ok)) if ok else None), failed
 
 
 def yes(ok: bool) -> str:
