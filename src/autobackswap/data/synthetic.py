@@ -361,8 +361,8 @@ def make_synthetic(
     config = {"generator": "synthetic", "n_train": n_train, "n_val": n_val, "n_test": n_test,
               "correlation": correlation, "val_correlation": val_corr, "image_size": image_size, "seed": seed}
     if not level.easy:  # an easy set's config is what it was before the knob
-        name = next((n for n in LEVELS.names() if LEVELS.get(n) == level), None)
-        config["difficulty"] = {"level": name, **asdict(level)}
+        level_name = next((n for n in LEVELS.names() if LEVELS.get(n) == level), None)
+        config["difficulty"] = {"level": level_name, **asdict(level)}
     write_json(out / "config.json", config)
     log.debug("wrote %d images to %s", len(rows), out)
     return out
